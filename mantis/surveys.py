@@ -99,16 +99,28 @@ class Survey:
 
 SURVEYS: dict[str, Survey] = {
     "galex": Survey(
-        "galex", "GALEX GR6/7 (Legacy Survey viewer)", 1.5, ("FUV", "NUV"),
-        "counts/s per pixel (background subtracted)", -90.0,
+        "galex",
+        "GALEX GR6/7 (Legacy Survey viewer)",
+        1.5,
+        ("FUV", "NUV"),
+        "counts/s per pixel (background subtracted)",
+        -90.0,
     ),
     "ps1": Survey(
-        "ps1", "Pan-STARRS1 3pi stacks (fitscut)", 0.25, ("g", "r", "i", "z", "y"),
-        "linear counts, ZP = 25 + 2.5 log10(EXPTIME)", -30.0,
+        "ps1",
+        "Pan-STARRS1 3pi stacks (fitscut)",
+        0.25,
+        ("g", "r", "i", "z", "y"),
+        "linear counts, ZP = 25 + 2.5 log10(EXPTIME)",
+        -30.0,
     ),
     "unwise": Survey(
-        "unwise", "unWISE neo7 coadds (unwise.me)", 2.75, ("W1", "W2"),
-        "Vega nanomaggies per pixel (MAGZP 22.5)", -90.0,
+        "unwise",
+        "unWISE neo7 coadds (unwise.me)",
+        2.75,
+        ("W1", "W2"),
+        "Vega nanomaggies per pixel (MAGZP 22.5)",
+        -90.0,
     ),
 }
 SURVEY_NAMES: tuple[str, ...] = tuple(SURVEYS)

@@ -62,7 +62,7 @@ class ZGrid:
         return cls(float(spec["z_min"]), float(spec["z_max"]), int(spec["n_bins"]))
 
     def contains(self, z: np.ndarray | float) -> np.ndarray:
-        """True where ``z`` lies inside ``[z_min, z_max)``."""
+        """Return True where ``z`` lies inside ``[z_min, z_max)``."""
         z = np.asarray(z, dtype=float)
         return (z >= self.z_min) & (z < self.z_max)
 
