@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install mantis with everything it needs
 
 train: install ## simulate the sky, fetch, build, train early+late fusion, evaluate (runs/$(RUN)/)
-	$(BIN)/mantis pipeline --config configs/pipeline/$(RUN).yaml
+	$(BIN)/mantis pipeline --config configs/$(RUN).yaml
 
 smoke: install ## the same chain on a tiny sky (about two minutes)
-	$(BIN)/mantis pipeline --config configs/pipeline/smoke.yaml
+	$(BIN)/mantis pipeline --config configs/smoke.yaml
 
 test: install lint ## lint, then the test suite without the slow and remote tests
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -24,7 +24,7 @@ _REQUIRED_SECTIONS = ("name", "sky", "models", "paths")
 
 
 class PipelineConfig(dict):
-    """A validated pipeline configuration (``configs/pipeline/*.yaml``)."""
+    """A validated pipeline configuration (``configs/default.yaml``, ``configs/smoke.yaml``)."""
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:
@@ -120,7 +120,7 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     Parameters
     ----------
     config_path : str or Path
-        A file such as ``configs/pipeline/default.yaml``.
+        A file such as ``configs/default.yaml``.
 
     Returns
     -------
@@ -128,13 +128,14 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
         Test-split metrics per model (and ablation), also written to
         ``runs/<name>/metrics.json`` with a readable ``summary.md``.
     """
+    config = PipelineConfig.load(config_path)
+
     from mantis.evaluate import evaluate_run
     from mantis.models import train_model
     from mantis.pipeline_report import evaluate_ablations, write_summary
     from mantis.sky.testing import running_server
     from mantis.stack import build_dataset
 
-    config = PipelineConfig.load(config_path)
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "pipeline.yaml").write_text(Path(config_path).read_text())

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--config",
-        default="configs/pipeline/default.yaml",
+        default="configs/default.yaml",
         help="pipeline configuration (default: %(default)s)",
     )
     parser.set_defaults(func=run)
