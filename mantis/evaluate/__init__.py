@@ -1,0 +1,34 @@
+"""Evaluation: point and density metrics, recalibration, classical baselines and the report.
+
+Heavy pieces (plots, baselines, the report) are imported from their modules on demand, so
+``import mantis.evaluate`` stays light.
+"""
+
+from mantis.evaluate._validate import EvaluationError
+from mantis.evaluate.metrics import (
+    cdf_quantiles,
+    coverage,
+    density_metrics,
+    pit_statistics,
+    pit_values,
+    point_estimates,
+    point_metrics,
+    residuals,
+    score_densities,
+)
+from mantis.evaluate.summary import evaluate_densities, summarise_scores
+
+__all__ = [
+    "EvaluationError",
+    "cdf_quantiles",
+    "coverage",
+    "density_metrics",
+    "evaluate_densities",
+    "pit_statistics",
+    "pit_values",
+    "point_estimates",
+    "point_metrics",
+    "residuals",
+    "score_densities",
+    "summarise_scores",
+]
