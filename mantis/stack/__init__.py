@@ -1,0 +1,42 @@
+"""Units, masks, reprojection, E(B-V) and the HDF5 dataset: raw cutouts to training arrays."""
+
+from mantis.stack.build import (
+    BuildSummary,
+    build_dataset,
+    build_objects,
+    build_objects_with_report,
+    resolve_build_config,
+)
+from mantis.stack.dataset import DatasetError, DatasetWriter, assign_splits, healpix_cells
+from mantis.stack.ebv import sfd_ebv
+from mantis.stack.grids import EARLY, Grid, TanProjection, grids_from_config, object_projection
+from mantis.stack.reproject_fast import Reprojected, reproject_planes
+from mantis.stack.stitch import stitch_tiles
+from mantis.stack.units import Plane, ProductError, read_galex, read_product, read_ps1, read_unwise
+
+__all__ = [
+    "EARLY",
+    "BuildSummary",
+    "DatasetError",
+    "DatasetWriter",
+    "Grid",
+    "Plane",
+    "ProductError",
+    "Reprojected",
+    "TanProjection",
+    "assign_splits",
+    "build_dataset",
+    "build_objects",
+    "build_objects_with_report",
+    "grids_from_config",
+    "healpix_cells",
+    "object_projection",
+    "read_galex",
+    "read_product",
+    "read_ps1",
+    "read_unwise",
+    "reproject_planes",
+    "resolve_build_config",
+    "sfd_ebv",
+    "stitch_tiles",
+]
