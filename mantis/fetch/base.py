@@ -1,0 +1,235 @@
+"""What every survey fetcher shares: the request plan, the per-survey worker pool, the cache.
+
+Each survey module subclasses `CutoutFetcher` and supplies ``build_requests`` (the requests
+for some objects, built without sending anything) and ``fetch_object`` (send them, validate,
+return the files). ``fetch`` runs a pool of workers over the objects still to do and records
+every outcome in the cache manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiohttp
+
+from mantis.exceptions import ConfigError, FetchError, NoCoverageError
+from mantis.fetch.cache import CutoutCache
+from mantis.fetch.client import HttpClient, Reply
+from mantis.surveys import survey as survey_info
+
+__all__ = [
+    "CutoutFetcher",
+    "PlannedRequest",
+    "Product",
+    "SkyObject",
+    "SurveyTally",
+    "cutout_pixels",
+]
+
+
+@dataclass(frozen=True)
+class SkyObject:
+    """One catalogue position."""
+
+    id: str
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    """A request as it would be sent.
+
+    Attributes
+    ----------
+    method : str
+        ``'GET'`` or ``'POST'``.
+    url : str
+        Absolute URL without the query string.
+    params : dict
+        Query parameters.
+    form : dict or None
+        Form fields of a multipart POST; the value under ``'file'`` is sent as a file upload.
+    purpose : str
+        What the answer is for (``'lookup'``, ``'cutout g'``, ``'cutout'``).
+    object_ids : tuple of str
+        Objects the request serves.
+    """
+
+    method: str
+    url: str
+    params: dict[str, Any]
+    form: dict[str, str] | None = None
+    purpose: str = "cutout"
+    object_ids: tuple[str, ...] = ()
+
+    def form_data(self) -> aiohttp.FormData | None:
+        """Build a fresh multipart body (a new one is needed for every attempt)."""
+        if self.form is None:
+            return None
+        data = aiohttp.FormData()
+        for key, value in self.form.items():
+            if key == "file":
+                data.add_field(
+                    "file", value.encode(), filename="positions.txt", content_type="text/plain"
+                )
+            else:
+                data.add_field(key, value)
+        return data
+
+
+@dataclass
+class Product:
+    """The files of one (object, survey) product, keyed by cache suffix."""
+
+    files: dict[str, bytes]
+    note: str | None = None
+
+
+@dataclass
+class SurveyTally:
+    """Outcomes of one survey in one run."""
+
+    statuses: Counter = field(default_factory=Counter)
+    failure_reasons: Counter = field(default_factory=Counter)
+    skipped: int = 0
+
+
+def cutout_pixels(survey_name: str, size_arcsec: float, min_pixels: int = 1) -> int:
+    """Side of a square cutout in native pixels covering at least ``size_arcsec``.
+
+    Rounded up to whole pixels (a hair of tolerance so 42.5" is exactly 170 PS1 pixels), and at
+    least ``min_pixels``.
+    """
+    if (
+        not (isinstance(size_arcsec, int | float) and math.isfinite(size_arcsec))
+        or size_arcsec <= 0
+    ):
+        raise ConfigError(f"cutout size must be a positive number of arcsec, got {size_arcsec!r}")
+    scale = survey_info(survey_name).pixel_scale
+    return max(int(min_pixels), math.ceil(size_arcsec / scale - 1e-6))
+
+
+class CutoutFetcher(ABC):
+    """Base class of the survey fetchers.
+
+    Parameters
+    ----------
+    endpoint : dict
+        This survey's entry of ``configs/endpoints.yaml`` (``base_url`` and paths).
+    size_arcsec : float
+        Cutout side in arcsec.
+    options : dict, optional
+        This survey's entry of ``configs/fetch.yaml`` (``min_pixels`` and survey specifics).
+    """
+
+    survey: ClassVar[str]
+
+    def __init__(
+        self,
+        endpoint: dict[str, Any],
+        *,
+        size_arcsec: float,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        if "base_url" not in endpoint:
+            raise ConfigError(f"endpoint of {self.survey} lacks base_url: {endpoint!r}")
+        self.endpoint = dict(endpoint)
+        self.base_url = str(endpoint["base_url"]).rstrip("/")
+        self.options = dict(options or {})
+        self.size_arcsec = size_arcsec
+        self.pixels = cutout_pixels(self.survey, size_arcsec, self.options.get("min_pixels", 1))
+
+    def url(self, path_key: str) -> str:
+        """Absolute URL of one of the endpoint's paths."""
+        return self.base_url + self.endpoint[path_key]
+
+    @abstractmethod
+    def build_requests(self, objects: Sequence[SkyObject]) -> list[PlannedRequest]:
+        """Build the requests that fetching ``objects`` starts with, without sending any."""
+
+    @abstractmethod
+    async def fetch_object(self, client: HttpClient, obj: SkyObject) -> Product:
+        """Fetch one object's product.
+
+        Raises
+        ------
+        NoCoverageError
+            The survey has no data at the position.
+        FetchError
+            A request failed after every retry.
+        """
+
+    def prepare(self, objects: Sequence[SkyObject]) -> None:  # noqa: B027 - optional hook
+        """Get ready to fetch ``objects`` in this order (PS1 plans its batched lookups)."""
+
+    async def send(self, client: HttpClient, request: PlannedRequest, **kwargs: Any) -> Reply:
+        """Send a planned request through the shared client under this survey's host key."""
+        return await client.request(
+            request.method,
+            request.url,
+            host_key=self.survey,
+            params=request.params,
+            form=request.form_data if request.form is not None else None,
+            **kwargs,
+        )
+
+    async def fetch(
+        self,
+        client: HttpClient,
+        cache: CutoutCache,
+        objects: Sequence[SkyObject],
+        *,
+        workers: int | None = None,
+        on_finished: Callable[[SkyObject, str], None] | None = None,
+    ) -> SurveyTally:
+        """Fetch every object not yet done or known to lack coverage, recording each outcome.
+
+        Parameters
+        ----------
+        client : HttpClient
+            Open shared client.
+        cache : CutoutCache
+            Where products and manifest rows go.
+        objects : sequence of SkyObject
+            Objects in catalogue order.
+        workers : int, optional
+            Objects in progress at once; default twice the client's per-host cap.
+        on_finished : callable, optional
+            Called with (object, status) after each object (progress bars).
+        """
+        tally = SurveyTally()
+        finished = {k for k, v in cache.statuses(self.survey).items() if v != "failed"}
+        todo = [o for o in objects if o.id not in finished]
+        tally.skipped = len(objects) - len(todo)
+        self.prepare(todo)
+        pending = iter(todo)
+        n_workers = workers or 2 * int(client.settings.concurrency_per_host)
+
+        async def worker() -> None:
+            for obj in pending:
+                cache.begin(obj.id, self.survey)
+                try:
+                    product = await self.fetch_object(client, obj)
+                except NoCoverageError as err:
+                    cache.mark(obj.id, self.survey, "no_coverage", str(err))
+                    status = "no_coverage"
+                except FetchError as err:
+                    cache.mark(obj.id, self.survey, "failed", str(err))
+                    tally.failure_reasons[getattr(err, "reason", "error")] += 1
+                    status = "failed"
+                else:
+                    cache.store(obj.id, self.survey, product.files, note=product.note)
+                    status = "done"
+                tally.statuses[status] += 1
+                if on_finished is not None:
+                    on_finished(obj, status)
+
+        await asyncio.gather(*(worker() for _ in range(min(n_workers, max(len(todo), 1)))))
+        return tally

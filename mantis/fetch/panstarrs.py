@@ -1,0 +1,224 @@
+"""Pan-STARRS1 3pi stack cutouts from ps1images.stsci.edu.
+
+Two steps, as the service requires: the skycell file names are looked up in batches (one POST
+of many ``ra dec`` lines to ``ps1filenames.py`` per chunk of objects, shared by every object of
+the chunk), then ``fitscut.cgi`` cuts one FITS per band at the object's position.
+
+Coverage: south of dec -30 the lookup answers an empty table, recorded as ``no_coverage``.
+A cutout that is NaN everywhere (a gap or mask in the stack) is retried like any bad body,
+since a flaky answer looks the same; when it stays all-NaN after every attempt that band is
+left out of the product and named in the manifest's ``last_error``; if every band is so, the
+object is ``no_coverage``. Partly NaN cutouts (skycell edges) are kept as served; the build
+stage masks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mantis.exceptions import NoCoverageError
+from mantis.fetch.base import CutoutFetcher, PlannedRequest, Product, SkyObject
+from mantis.fetch.client import HttpClient, RequestFailedError
+from mantis.fetch.validate import InvalidBodyError, check_fits, describe_body, fits_image
+from mantis.surveys import survey as survey_info
+
+__all__ = ["PanStarrsFetcher", "check_ps1_cutout", "parse_filenames_table"]
+
+ALL_NAN = "all-NaN cutout"
+_MATCH_TOLERANCE_DEG = 1e-5
+
+
+def parse_filenames_table(text: str) -> list[dict[str, str]]:
+    """Rows of a ``ps1filenames.py`` answer, keyed by header name.
+
+    Raises
+    ------
+    InvalidBodyError
+        If the text is not the whitespace table with a ``filename`` column (HTML, an error).
+    """
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InvalidBodyError("empty body", "ps1filenames answered nothing")
+    header = lines[0].split()
+    if "filename" not in header or "filter" not in header:
+        raise InvalidBodyError(*describe_body(text.encode()))
+    rows = []
+    for line in lines[1:]:
+        values = line.split()
+        if len(values) != len(header):
+            raise InvalidBodyError("truncated body", f"table row {line[:60]!r}")
+        rows.append(dict(zip(header, values, strict=True)))
+    return rows
+
+
+def _check_table(body: bytes) -> None:
+    parse_filenames_table(body.decode("utf-8", "replace"))
+
+
+def check_ps1_cutout(body: bytes) -> None:
+    """Accept a complete fitscut FITS whose image holds at least one finite pixel."""
+    hdus = check_fits(body)
+    image = fits_image(body, hdus[0])
+    if image is None:
+        raise InvalidBodyError("no image in FITS", "fitscut primary HDU is empty")
+    if not np.isfinite(image).any():
+        raise InvalidBodyError(ALL_NAN, f"{image.shape} pixels all NaN")
+
+
+class PanStarrsFetcher(CutoutFetcher):
+    """PS1 g r i z y stack cutouts (one FITS per band, as served)."""
+
+    survey = "ps1"
+
+    def __init__(self, endpoint: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(endpoint, **kwargs)
+        self.bands = tuple(self.options.get("bands", survey_info("ps1").bands))
+        self.lookup_chunk = int(self.options.get("lookup_chunk", 250))
+        self.image_type = str(self.options.get("type", "stack"))
+        self._chunk_of: dict[str, int] = {}
+        self._chunks: list[list[SkyObject]] = []
+        self._lookups: dict[int, asyncio.Task] = {}
+
+    # -- request plans ---------------------------------------------------------------------
+    def build_requests(self, objects: Sequence[SkyObject]) -> list[PlannedRequest]:
+        """Build the batched file-name lookups for ``objects`` (one POST per chunk).
+
+        The cutout requests depend on the lookup's answer; `cutout_requests` builds them.
+        """
+        return [
+            self.lookup_request(objects[i : i + self.lookup_chunk])
+            for i in range(0, len(objects), self.lookup_chunk)
+        ]
+
+    def lookup_request(self, objects: Sequence[SkyObject]) -> PlannedRequest:
+        """POST of many positions to ``ps1filenames.py``."""
+        lines = "".join(f"{o.ra:.8f} {o.dec:.8f}\n" for o in objects)
+        return PlannedRequest(
+            "POST",
+            self.url("filenames_path"),
+            {},
+            form={"filters": "".join(self.bands), "type": self.image_type, "file": lines},
+            purpose="lookup",
+            object_ids=tuple(o.id for o in objects),
+        )
+
+    def single_lookup_request(self, obj: SkyObject) -> PlannedRequest:
+        """GET lookup of one position (used when a batch answer cannot be matched)."""
+        params = {
+            "ra": f"{obj.ra:.8f}",
+            "dec": f"{obj.dec:.8f}",
+            "filters": "".join(self.bands),
+            "type": self.image_type,
+        }
+        return PlannedRequest(
+            "GET", self.url("filenames_path"), params, purpose="lookup", object_ids=(obj.id,)
+        )
+
+    def cutout_requests(self, obj: SkyObject, rows: list[dict[str, str]]) -> list[PlannedRequest]:
+        """One ``fitscut.cgi`` FITS request per band row of the lookup table."""
+        return [
+            PlannedRequest(
+                "GET",
+                self.url("cutout_path"),
+                {
+                    "ra": f"{obj.ra:.8f}",
+                    "dec": f"{obj.dec:.8f}",
+                    "size": str(self.pixels),
+                    "format": "fits",
+                    "red": row["filename"],
+                },
+                purpose=f"cutout {row['filter']}",
+                object_ids=(obj.id,),
+            )
+            for row in rows
+        ]
+
+    # -- lookups -----------------------------------------------------------------------------
+    def prepare(self, objects: Sequence[SkyObject]) -> None:
+        """Split the objects into lookup chunks in fetch order."""
+        self._chunks = [
+            list(objects[i : i + self.lookup_chunk])
+            for i in range(0, len(objects), self.lookup_chunk)
+        ]
+        self._chunk_of = {o.id: k for k, chunk in enumerate(self._chunks) for o in chunk}
+        self._lookups = {}
+
+    async def _lookup_chunk(self, client: HttpClient, k: int) -> dict[str, list[dict] | None]:
+        chunk = self._chunks[k]
+        reply = await self.send(client, self.lookup_request(chunk), validate=_check_table)
+        rows = parse_filenames_table(reply.body.decode("utf-8", "replace"))
+        by_id: dict[str, list[dict] | None] = {o.id: [] for o in chunk}
+        ras = np.array([o.ra for o in chunk])
+        decs = np.array([o.dec for o in chunk])
+        unmatched = 0
+        for row in rows:
+            try:
+                hit = np.flatnonzero(
+                    (np.abs(ras - float(row["ra"])) < _MATCH_TOLERANCE_DEG)
+                    & (np.abs(decs - float(row["dec"])) < _MATCH_TOLERANCE_DEG)
+                )
+            except (KeyError, ValueError):
+                hit = np.array([], dtype=int)
+            for i in hit:
+                by_id[chunk[i].id].append(row)
+            unmatched += hit.size == 0
+        if unmatched:
+            # the rows do not echo our positions (e.g. skycell centres): ask one by one for
+            # objects with no matched row rather than guess which row is whose
+            for obj in chunk:
+                if not by_id[obj.id]:
+                    by_id[obj.id] = None
+        return by_id
+
+    async def filename_rows(self, client: HttpClient, obj: SkyObject) -> list[dict[str, str]]:
+        """Lookup rows (one per band with data) for one object, batched with its chunk."""
+        rows: list[dict] | None = None
+        k = self._chunk_of.get(obj.id)
+        if k is not None:
+            if k not in self._lookups:
+                self._lookups[k] = asyncio.ensure_future(self._lookup_chunk(client, k))
+            rows = (await asyncio.shield(self._lookups[k]))[obj.id]
+        if rows is None:
+            reply = await self.send(client, self.single_lookup_request(obj), validate=_check_table)
+            rows = parse_filenames_table(reply.body.decode("utf-8", "replace"))
+        return rows
+
+    # -- cutouts -----------------------------------------------------------------------------
+    async def fetch_object(self, client: HttpClient, obj: SkyObject) -> Product:
+        """Look up the skycell files, then fetch one cutout per band."""
+        rows = await self.filename_rows(client, obj)
+        rows = [r for r in rows if r.get("filter") in self.bands]
+        if not rows:
+            raise NoCoverageError(
+                f"ps1filenames lists no {self.image_type} file at ra={obj.ra}, dec={obj.dec} "
+                "(outside the 3pi footprint, dec < -30)"
+            )
+        # one row per band; several skycells may contain the position, the first one is used
+        first: dict[str, dict] = {}
+        for row in rows:
+            first.setdefault(row["filter"], row)
+        ordered = [first[b] for b in self.bands if b in first]
+        requests = self.cutout_requests(obj, ordered)
+        outcomes = await asyncio.gather(
+            *(self.send(client, r, validate=check_ps1_cutout) for r in requests),
+            return_exceptions=True,
+        )
+        files, empty = {}, [b for b in self.bands if b not in first]
+        for row, outcome in zip(ordered, outcomes, strict=True):
+            if isinstance(outcome, RequestFailedError) and outcome.reason == ALL_NAN:
+                empty.append(row["filter"])
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                files[f".{row['filter']}.fits"] = outcome.body
+        note = None
+        if empty:
+            empty = [b for b in self.bands if b in empty]
+            note = f"no coverage in band(s) {''.join(empty)}: {ALL_NAN} after every attempt"
+        if not files:
+            raise NoCoverageError(note)
+        return Product(files, note)
