@@ -1,0 +1,123 @@
+"""Where a chunk's image arrays come from, and the checks that they suit the checkpoint.
+
+`CutoutSource` is the real path (fetch into the cache, then build the arrays the network
+takes); tests and benchmarks swap in a stand-in with the same ``arrays(chunk)`` method. Sources
+are plain picklable dataclasses so that each rank of a multi-process run can rebuild them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from mantis.predict._parts import PredictionError
+from mantis.surveys import SURVEY_NAMES, bands_of
+
+__all__ = ["ArraySource", "CutoutSource", "check_compatible", "check_densities", "coverage_flags"]
+
+
+class ArraySource(Protocol):
+    """Anything that turns a chunk of valid catalogue rows into `build_objects` arrays."""
+
+    def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Arrays keyed like ``'ps1/image'`` and ``'catalog/has_ps1'`` for the rows of ``chunk``."""
+        ...
+
+
+@dataclass(frozen=True)
+class CutoutSource:
+    """Fetch each chunk's cutouts (skipping what the cache holds) and build its arrays.
+
+    Parameters
+    ----------
+    cache_dir : str
+        Raw cutout cache (`mantis.fetch` layout).
+    endpoint : str, optional
+        Base URL replacing every service's (e.g. a ``mantis sky serve`` address).
+    surveys : tuple of str
+        Surveys to fetch.
+    build_config : dict, optional
+        Configuration handed to `mantis.stack.build_objects`.
+    """
+
+    cache_dir: str
+    endpoint: str | None = None
+    surveys: tuple[str, ...] = SURVEY_NAMES
+    build_config: dict[str, Any] | None = field(default=None, hash=False)
+
+    def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Fetch then build the arrays for ``chunk``."""
+        from mantis.fetch import CutoutCache, fetch_catalog
+        from mantis.stack import build_objects
+
+        positions = chunk[["id", "ra", "dec"]]
+        fetch_catalog(
+            positions,
+            cache_dir=self.cache_dir,
+            surveys=self.surveys,
+            endpoint=self.endpoint,
+            progress=False,
+        )
+        with CutoutCache(self.cache_dir) as cache:
+            return build_objects(positions, cache, self.build_config)
+
+
+def coverage_flags(arrays: dict[str, np.ndarray], n_rows: int) -> dict[str, np.ndarray]:
+    """``has_<survey>`` per object: from the builder's catalogue flags, else from pixel masks."""
+    flags = {}
+    for name in SURVEY_NAMES:
+        if f"catalog/has_{name}" in arrays:
+            flag = np.asarray(arrays[f"catalog/has_{name}"], dtype=bool)
+        elif f"{name}/valid" in arrays:
+            valid = np.asarray(arrays[f"{name}/valid"])
+            flag = valid.reshape(valid.shape[0], -1).any(axis=1)
+        else:
+            flag = np.zeros(n_rows, dtype=bool)
+        flags[f"has_{name}"] = flag
+    return flags
+
+
+def _data_bands(arrays: dict[str, np.ndarray]) -> list[str]:
+    return [b.name for s in SURVEY_NAMES if f"{s}/image" in arrays for b in bands_of(s)]
+
+
+def check_compatible(predictor: Any, arrays: dict[str, np.ndarray]) -> None:
+    """Raise unless the checkpoint's bands and pixel grids match the built arrays.
+
+    Raises
+    ------
+    PredictionError
+        Naming the bands the data lacks, or the grid whose size differs.
+    """
+    have = _data_bands(arrays)
+    missing = [b for b in predictor.bands if b not in have]
+    if missing:
+        raise PredictionError(
+            f"the checkpoint was trained on bands {', '.join(predictor.bands)} but the data has "
+            f"{', '.join(have) or 'none'}; missing: {', '.join(missing)}"
+        )
+    for key, spec in (predictor.grids or {}).items():
+        image = arrays.get(f"{key}/image")
+        if image is None:
+            continue
+        size = int(spec["size"]) if isinstance(spec, dict) else int(spec)
+        if tuple(image.shape[-2:]) != (size, size):
+            raise PredictionError(
+                f"the checkpoint expects {key} cutouts of {size}x{size} pixels but the data has "
+                f"{image.shape[-2]}x{image.shape[-1]}; build with the checkpoint's grids"
+            )
+
+
+def check_densities(probs: np.ndarray, predictor: Any, n_rows: int) -> np.ndarray:
+    """Return ``probs`` as float64 after checking its shape against the checkpoint's grid."""
+    probs = np.asarray(probs, dtype=np.float64)
+    expected = (n_rows, predictor.zgrid.n_bins)
+    if probs.shape != expected:
+        raise PredictionError(
+            f"the network returned densities of shape {probs.shape}, expected {expected} on "
+            f"the checkpoint's grid {predictor.zgrid}"
+        )
+    return probs
