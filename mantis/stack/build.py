@@ -104,7 +104,7 @@ class BuildSummary:
             + (f" (resumed after {self.n_skipped})" if self.n_skipped else "")
         ]
         for name in SURVEY_NAMES:
-            reasons = ", ".join(f"{why}: {k}" for why, k in sorted(self.missing[name].items()))
+            reasons = ", ".join(f"{why}: {k}" for why, k in sorted(self.missing[name].items()) if k)
             out.append(
                 f"  {name:7s} no data for {sum(self.missing[name].values())} "
                 f"({reasons or 'none'}); partly masked {self.partly_masked[name]}"

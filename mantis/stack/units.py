@@ -13,12 +13,14 @@ import gzip
 import io
 import re
 import tarfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 
 from mantis.exceptions import MantisError
 from mantis.stack.grids import TanProjection
@@ -110,12 +112,20 @@ def _header_float(header: fits.Header, key: str, source: str, default: float | N
 
 
 def _read_fits(data: bytes | Path, source: str) -> fits.HDUList:
+    hdul = None
     try:
-        hdul = fits.open(io.BytesIO(data) if isinstance(data, bytes) else data, memmap=False)
-        hdul.verify("silentfix")
-        _ = [hdu.data for hdu in hdul]  # force reading so truncation shows up here
+        with warnings.catch_warnings():
+            # astropy only warns about a truncated file; here that makes the product unusable
+            warnings.filterwarnings("error", message="File may have been truncated")
+            # read the bytes ourselves: astropy leaks its handle when opening a damaged file
+            payload = data if isinstance(data, bytes) else Path(data).read_bytes()
+            hdul = fits.open(io.BytesIO(payload), memmap=False)
+            hdul.verify("silentfix")
+            _ = [hdu.data for hdu in hdul]  # force reading so truncation shows up here
         return hdul
-    except (OSError, ValueError, TypeError, EOFError) as err:
+    except (OSError, ValueError, TypeError, EOFError, AstropyUserWarning) as err:
+        if hdul is not None:
+            hdul.close()
         raise ProductError(f"{source}: not a readable FITS file ({err})") from None
 
 
