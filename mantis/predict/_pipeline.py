@@ -141,9 +141,15 @@ def _prefetched(runs: Iterator, source: ArraySource) -> Iterator[tuple]:
 def _calibrator(predictor: Any):
     if not getattr(predictor, "calibration", None):
         return None
-    from mantis.evaluate import Calibration
+    from mantis.evaluate.calibration import Calibration
 
-    return Calibration.from_dict(predictor.calibration)
+    calibration = Calibration.from_dict(predictor.calibration)
+    if calibration.zgrid != predictor.zgrid:
+        raise PredictionError(
+            f"the checkpoint's recalibration was fitted on grid {calibration.zgrid} but the "
+            f"network predicts on {predictor.zgrid}; refit it with mantis evaluate"
+        )
+    return calibration
 
 
 def _part_table(run, valid, reasons, probs, flags, calibrated: bool, zgrid):

@@ -220,3 +220,27 @@ def test_bad_arguments_are_named(catalog, tmp_path, kwargs, message):
 def test_unknown_output_extension_is_named(catalog, tmp_path):
     with pytest.raises(PredictionError, match=r"'\.xlsx'.*--format"):
         run(catalog, tmp_path / "out.xlsx")
+
+
+def test_recalibration_from_the_checkpoint_is_applied_and_flagged(catalog, tmp_path):
+    from mantis.evaluate.calibration import Calibration, fit_calibration
+
+    ok, raw = expected_probs(catalog)
+    truth = StandInPredictor().zgrid.centres[np.argmax(raw, axis=1)] + 0.05  # biased network
+    calibration = fit_calibration(raw, truth, ZGrid(), methods=("pit_remap",)).to_dict()
+    run(catalog, tmp_path / "out.parquet", predictor=StandInPredictor(calibration=calibration))
+    df, probs, _ = read_predictions(tmp_path / "out.parquet")
+    want = Calibration.from_dict(calibration).apply(raw)
+    np.testing.assert_allclose(probs[ok], want, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(want, raw, atol=1e-3)
+    np.testing.assert_array_equal(df["calibrated"].to_numpy(dtype=bool), ok)
+
+
+def test_recalibration_on_another_grid_is_refused(catalog, tmp_path):
+    from mantis.evaluate.calibration import fit_calibration
+
+    grid = ZGrid(0.0, 1.6, 200)
+    probs = np.full((50, 200), 1 / 200)
+    calibration = fit_calibration(probs, np.linspace(0.1, 1.5, 50), grid).to_dict()
+    with pytest.raises(PredictionError, match="recalibration was fitted on grid"):
+        run(catalog, tmp_path / "out.parquet", predictor=StandInPredictor(calibration=calibration))
