@@ -5,6 +5,7 @@ Heavy pieces (plots, baselines, the report) are imported from their modules on d
 """
 
 from mantis.evaluate._validate import EvaluationError
+from mantis.evaluate.calibration import Calibration, fit_calibration
 from mantis.evaluate.metrics import (
     cdf_quantiles,
     coverage,
@@ -19,11 +20,13 @@ from mantis.evaluate.metrics import (
 from mantis.evaluate.summary import evaluate_densities, summarise_scores
 
 __all__ = [
+    "Calibration",
     "EvaluationError",
     "cdf_quantiles",
     "coverage",
     "density_metrics",
     "evaluate_densities",
+    "fit_calibration",
     "pit_statistics",
     "pit_values",
     "point_estimates",
