@@ -109,7 +109,7 @@ def test_json_round_trip_applies_identically(overconfident):
 
 def test_bad_calibrations_raise_clear_errors(overconfident):
     (probs, z), _, calibration = overconfident
-    with pytest.raises(EvaluationError, match="must be one of .*'platt'"):
+    with pytest.raises(EvaluationError, match=r"must be one of .*'platt'"):
         Calibration.from_dict({**calibration.to_dict(), "method": "platt"})
     with pytest.raises(EvaluationError, match="non-decreasing table"):
         Calibration("pit_remap", GRID, remap=np.array([0.0, 0.7, 0.5, 1.0]))
@@ -123,5 +123,5 @@ def test_bad_calibrations_raise_clear_errors(overconfident):
         calibration.apply(probs[:, :200])
     with pytest.raises(EvaluationError, match="at least 40 validation objects, got 10"):
         fit_calibration(probs[:10], z[:10], GRID)
-    with pytest.raises(EvaluationError, match="subset of .*'isotonic'"):
+    with pytest.raises(EvaluationError, match=r"subset of .*'isotonic'"):
         fit_calibration(probs, z, GRID, methods=("isotonic",))
