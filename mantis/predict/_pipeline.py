@@ -351,6 +351,7 @@ def predict_catalog(
         if int(value) != value or value < 1:
             raise PredictionError(f"{name} must be an integer >= 1, got {value!r}")
     n_rows = count_rows(catalog)
+    next(iter_catalog_chunks(catalog, 1), None)  # column errors before the model loads
     if out.exists() and not overwrite and not PartStore(out).root.exists():
         return PredictSummary(out, n_rows, 0, 0)
     if devices == 1 and predictor is None:
