@@ -17,6 +17,7 @@ from mantis.evaluate.metrics import (
     residuals,
     score_densities,
 )
+from mantis.evaluate.run import evaluate_run
 from mantis.evaluate.summary import evaluate_densities, summarise_scores
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "coverage",
     "density_metrics",
     "evaluate_densities",
+    "evaluate_run",
     "fit_calibration",
     "pit_statistics",
     "pit_values",
