@@ -1,0 +1,155 @@
+"""The LightningDataModule over the HDF5 store."""
+
+from __future__ import annotations
+
+import h5py
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from mantis.data._dataset import (
+    DatasetError,
+    H5Dataset,
+    estimate_noise_sigma,
+    image_groups,
+    read_spec,
+)
+from mantis.data._sampler import balanced_sampler, redshift_balance
+from mantis.data._transforms import RandomDihedral
+from mantis.zgrid import ZGrid
+
+__all__ = ["SPLITS", "MantisDataModule"]
+
+SPLITS = ("train", "val", "test")
+
+
+class MantisDataModule(pl.LightningDataModule):
+    """Train, validation and test loaders from ``/catalog/split`` of one HDF5 dataset.
+
+    Objects without a redshift inside the grid cannot be trained on or scored and are left out
+    of all three loaders (their number is printed).
+
+    Parameters
+    ----------
+    path : str
+        The HDF5 dataset written by ``mantis build``.
+    fusion : {'early', 'late'}
+        Read the early-fusion stack or each survey at its native grid.
+    batch_size : int
+        Objects per batch (per process under DDP).
+    num_workers : int
+        DataLoader worker processes.
+    augment : bool
+        Apply a random flip/rotation of the square to each training sample.
+    balance_redshift : bool
+        Draw training objects with weights that flatten n(z); the model divides that prior
+        back out at inference (`prior_correction`).
+    balance_bins : int
+        Coarse redshift bins of the balancing weights.
+    noise_objects : int
+        Training objects read to estimate each band's noise.
+    seed : int
+        Seed of the balanced sampler.
+    z_min, z_max, n_z : float, float, int
+        The redshift grid (must match the model's).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        fusion: str = "early",
+        batch_size: int = 64,
+        num_workers: int = 0,
+        augment: bool = True,
+        balance_redshift: bool = False,
+        balance_bins: int = 40,
+        noise_objects: int = 256,
+        seed: int = 0,
+        z_min: float = 0.0,
+        z_max: float = 1.6,
+        n_z: int = 400,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise DatasetError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers < 0:
+            raise DatasetError(f"num_workers must be >= 0, got {num_workers!r}")
+        self.path = str(path)
+        self.spec = read_spec(path, fusion)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.balance_redshift = balance_redshift
+        self.balance_bins = balance_bins
+        self.noise_objects = noise_objects
+        self.seed = seed
+        self.zgrid = ZGrid(z_min, z_max, n_z)
+        self.rows: dict[str, np.ndarray] = {}
+        self._noise: dict[str, list[float]] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Index the splits (cheap; safe to call on every process)."""
+        if self.rows:
+            return
+        with h5py.File(self.path, "r") as f:
+            split = np.asarray(f["catalog/split"][:]).astype("S")
+            z = f["catalog/z"][:] if "catalog/z" in f else np.full(len(split), np.nan)
+        usable = np.isfinite(z) & self.zgrid.contains(np.nan_to_num(z, nan=-1.0))
+        for name in SPLITS:
+            in_split = split == name.encode()
+            self.rows[name] = np.flatnonzero(in_split & usable)
+            dropped = int((in_split & ~usable).sum())
+            if dropped:
+                print(f"mantis: {dropped} {name} objects lack a redshift in the grid; left out")
+        if len(self.rows["train"]) == 0:
+            raise DatasetError(f"dataset {self.path!r} has no training objects with a redshift")
+        self._train_z = z[self.rows["train"]]
+
+    def noise_sigma(self) -> dict[str, list[float]]:
+        """Per-band noise sigma of each image group, from the training split."""
+        self.setup()
+        if self._noise is None:
+            self._noise = estimate_noise_sigma(
+                self.path,
+                self.rows["train"],
+                image_groups(self.spec),
+                max_objects=self.noise_objects,
+            )
+        return self._noise
+
+    def prior_correction(self) -> np.ndarray:
+        """Log prior to add to the logits at inference: zero unless training is balanced."""
+        self.setup()
+        if not self.balance_redshift:
+            return np.zeros(self.zgrid.n_bins)
+        return redshift_balance(self._train_z, self.zgrid, n_bins=self.balance_bins)[1]
+
+    def _loader(self, name: str, *, train: bool) -> DataLoader:
+        self.setup()
+        transform = RandomDihedral() if (train and self.augment) else None
+        dataset = H5Dataset(
+            self.path, self.rows[name], image_groups(self.spec), transform=transform
+        )
+        sampler = None
+        if train and self.balance_redshift:
+            weights = redshift_balance(self._train_z, self.zgrid, n_bins=self.balance_bins)[0]
+            sampler = balanced_sampler(weights, seed=self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            drop_last=train and len(dataset) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,198 @@
+"""Loading a trained checkpoint for deterministic prediction; storing a fitted calibration."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from mantis.data import DatasetError, dihedral
+from mantis.data._transforms import DIHEDRAL_ORDER
+from mantis.exceptions import ConfigError
+from mantis.models._module import RedshiftModule
+from mantis.zgrid import ZGrid
+
+__all__ = ["Predictor", "attach_calibration", "load_predictor"]
+
+# Every forward pass sees exactly this many objects (the last one padded), so an object's
+# density does not depend on how a catalogue was chunked: CPU convolution kernels are
+# chosen per batch shape and different kernels round differently.
+MICRO_BATCH = 32
+
+
+def _read_checkpoint(ckpt: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
+    path = Path(ckpt)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ConfigError(f"checkpoint {str(path)!r} is unreadable: {err}") from None
+    if "mantis" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise ConfigError(f"checkpoint {str(path)!r} was not written by `mantis train`")
+    return checkpoint
+
+
+class Predictor:
+    """A trained network in evaluation mode, turning dataset arrays into p(z).
+
+    Attributes
+    ----------
+    zgrid : ZGrid
+        The output grid.
+    bands : list of str
+        Band order of the training data.
+    grids : dict
+        ``{group: {'pixel_scale', 'size'}}`` the network expects.
+    calibration : dict or None
+        The recalibration stored by `attach_calibration`, not applied here.
+    """
+
+    def __init__(self, module: RedshiftModule, *, calibration: dict | None = None) -> None:
+        self.module = module.eval()
+        self.spec = module.spec
+        self.groups = module.groups
+        self.zgrid: ZGrid = module.zgrid
+        self.bands: list[str] = list(self.spec["bands"])
+        self.grids: dict[str, dict[str, float]] = self.spec["grids"]
+        self.calibration = calibration
+
+    @property
+    def device(self) -> torch.device:
+        """Device holding the network."""
+        return self.module.centres.device
+
+    def _check(self, arrays: dict[str, np.ndarray]) -> int:
+        needed = [f"{g}/{k}" for g in self.groups for k in ("image", "valid")] + ["catalog/ebv"]
+        missing = [k for k in needed if k not in arrays]
+        if missing:
+            raise DatasetError(f"predict_arrays needs arrays {missing}; got {sorted(arrays)}")
+        n = len(arrays["catalog/ebv"])
+        for g in self.groups:
+            size = int(self.grids[g]["size"])
+            expected = (n, int(self.spec["channels"][g]), size, size)
+            for kind in ("image", "valid"):
+                shape = tuple(np.shape(arrays[f"{g}/{kind}"]))
+                if shape != expected:
+                    raise DatasetError(
+                        f"{g}/{kind} has shape {shape}; this model was trained on {expected}"
+                    )
+        return n
+
+    @torch.no_grad()
+    def _predict_batch(self, arrays: dict[str, np.ndarray], tta: bool) -> np.ndarray:
+        n = len(arrays["catalog/ebv"])
+        pad = (-n) % MICRO_BATCH
+
+        def tensor(key: str) -> torch.Tensor:
+            value = torch.as_tensor(np.asarray(arrays[key]), device=self.device)
+            return torch.cat([value, value.new_zeros((pad, *value.shape[1:]))]) if pad else value
+
+        image = {g: tensor(f"{g}/image").float() for g in self.groups}
+        valid = {g: tensor(f"{g}/valid").bool() for g in self.groups}
+        ebv = torch.nan_to_num(tensor("catalog/ebv").float().view(-1, 1), nan=0.0)
+        out = []
+        for start in range(0, n + pad, MICRO_BATCH):
+            rows = slice(start, start + MICRO_BATCH)
+            elements = range(DIHEDRAL_ORDER) if tta else range(1)
+            total = torch.zeros((), dtype=torch.float64, device=self.device)
+            for k in elements:
+                img = {g: dihedral(t[rows], k) for g, t in image.items()}
+                val = {g: dihedral(t[rows], k) for g, t in valid.items()}
+                total = total + self.module.predict_log_probs(img, val, ebv[rows]).exp()
+            out.append(total / total.sum(dim=1, keepdim=True))
+        return torch.cat(out)[:n].cpu().numpy()
+
+    def predict_arrays(
+        self, arrays: dict[str, np.ndarray], *, tta: bool = False, batch_size: int = 256
+    ) -> np.ndarray:
+        """Per-bin probabilities ``(N, n_z)`` (rows sum to one) before any recalibration.
+
+        Parameters
+        ----------
+        arrays : dict
+            ``build_objects`` output: ``'<group>/image'``, ``'<group>/valid'`` for the groups
+            the model reads, and ``'catalog/ebv'``.
+        tta : bool
+            Average over the eight flips/rotations of the square (still deterministic).
+        batch_size : int
+            Objects converted to tensors at once (memory only: every object's density is
+            the same bytes whatever the batch size or its neighbours).
+        """
+        n = self._check(arrays)
+        keys = [f"{g}/{k}" for g in self.groups for k in ("image", "valid")] + ["catalog/ebv"]
+        out = np.empty((n, self.zgrid.n_bins), dtype=np.float64)
+        for start in range(0, n, batch_size):
+            chunk = {k: np.asarray(arrays[k][start : start + batch_size]) for k in keys}
+            out[start : start + batch_size] = self._predict_batch(chunk, tta)
+        return out
+
+    def _dataset_chunks(
+        self, h5_path: str | os.PathLike, rows: np.ndarray, batch_size: int
+    ) -> Iterator[dict[str, np.ndarray]]:
+        with h5py.File(h5_path, "r") as f:
+            for start in range(0, len(rows), batch_size):
+                sel = rows[start : start + batch_size]
+                chunk = {"catalog/ebv": f["catalog/ebv"][sel]}
+                for g in self.groups:
+                    for kind in ("image", "valid"):
+                        chunk[f"{g}/{kind}"] = f[f"{g}/{kind}"][sel]
+                yield chunk
+
+    def predict_dataset(
+        self,
+        h5_path: str | os.PathLike,
+        *,
+        split: str | None = None,
+        batch_size: int = 256,
+        tta: bool = False,
+    ) -> np.ndarray:
+        """Densities ``(N, n_z)`` of every object of a split (``None``: all), in file order."""
+        if split not in (None, "train", "val", "test"):
+            raise DatasetError(f"split must be None, 'train', 'val' or 'test'; got {split!r}")
+        with h5py.File(h5_path, "r") as f:
+            n = len(f["catalog/ebv"])
+            if split is None:
+                rows = np.arange(n)
+            else:
+                rows = np.flatnonzero(
+                    np.asarray(f["catalog/split"][:]).astype("S") == split.encode()
+                )
+        out = np.empty((len(rows), self.zgrid.n_bins), dtype=np.float64)
+        position = 0
+        for chunk in self._dataset_chunks(h5_path, rows, batch_size):
+            self._check(chunk)
+            probs = self._predict_batch(chunk, tta)
+            out[position : position + len(probs)] = probs
+            position += len(probs)
+        return out
+
+
+def load_predictor(ckpt: str | os.PathLike, device: str = "cpu") -> Predictor:
+    """Load a `mantis train` checkpoint as a `Predictor` on ``device``."""
+    checkpoint = _read_checkpoint(ckpt, device)
+    accepted = inspect.signature(RedshiftModule).parameters
+    # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``) to the hparams
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted}
+    module = RedshiftModule(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.to(device)
+    return Predictor(module, calibration=checkpoint["mantis"].get("calibration"))
+
+
+def attach_calibration(ckpt: str | os.PathLike, calibration: dict) -> None:
+    """Store a fitted recalibration under ``ckpt['mantis']['calibration']`` (atomic rewrite)."""
+    if not isinstance(calibration, dict):
+        raise ConfigError(f"calibration must be a dict, got {type(calibration).__name__}")
+    checkpoint = _read_checkpoint(ckpt)
+    checkpoint["mantis"]["calibration"] = calibration
+    path = Path(ckpt)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
