@@ -197,3 +197,19 @@ def test_cli_build_bad_cutouts_folder(tmp_path, small_catalog, capsys):
     code = main(["build", str(catalog), "--cutouts", str(tmp_path / "nope"), "--out", "x.h5"])
     assert code == 2
     assert "--cutouts" in capsys.readouterr().err
+
+
+def test_show_draws_masked_survey_in_grey(tmp_path, small_catalog, test_config):
+    import matplotlib.image
+
+    catalog = small_catalog.iloc[:2]
+    skip = {(i, "ps1"): "no_coverage" for i in catalog["id"]}
+    cache = fill_cache(tmp_path / "cache", catalog, skip=skip)
+    build_dataset(catalog, cache, tmp_path / "d.h5", test_config, progress=False)
+    out = tmp_path / "g.png"
+    assert main(["show", str(tmp_path / "d.h5"), "--out", str(out), "--n", "2"]) == 0
+    pixels = matplotlib.image.imread(out)[..., :3]
+    grey = np.all(np.abs(pixels - 0.6) < 0.01, axis=-1)
+    assert grey.mean() > 0.2  # five of ten panels per row are masked PS1 bands
+    assert main(["show", str(tmp_path / "d.h5"), "--out", str(out), "--n", "0"]) == 2
+    assert main(["show", str(tmp_path / "none.h5"), "--out", str(out)]) == 2
