@@ -77,6 +77,11 @@ class RedshiftModule(pl.LightningModule):
         self.stretch = nn.ModuleDict(
             {g: ArcsinhStretch(channels[g], factor=stretch_factor) for g in self.groups}
         )
+        if not net.startswith(f"{data_spec['fusion']}_"):
+            raise ConfigError(
+                f"model {net!r} takes {net.split('_')[0]}-fusion inputs but the data module "
+                f"reads {data_spec['fusion']!r}; set data.fusion to match"
+            )
         kwargs = dict(net_kwargs or {})
         if data_spec["fusion"] == "early":
             kwargs |= {
@@ -89,11 +94,6 @@ class RedshiftModule(pl.LightningModule):
                 "sizes": {g: data_spec["grids"][g]["size"] for g in self.groups},
             }
         self.net = create_model(net, n_z=n_z, **kwargs)
-        if getattr(self.net, "fusion", None) != data_spec["fusion"]:
-            raise ConfigError(
-                f"model {net!r} takes {getattr(self.net, 'fusion', '?')}-fusion inputs but the "
-                f"data module reads {data_spec['fusion']!r}; set data.fusion to match"
-            )
         self.register_buffer("log_prior_correction", torch.zeros(n_z))
         self.register_buffer("centres", torch.as_tensor(self.zgrid.centres, dtype=torch.float32))
         self._val_pieces: list[dict[str, torch.Tensor]] = []
