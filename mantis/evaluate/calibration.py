@@ -130,8 +130,8 @@ class Calibration:
             np.maximum(result, _EXP_FLOOR, out=result)
             np.exp(result, out=result)
         else:
-            cdf = np.cumsum(chunk, axis=1, dtype=np.float32)
-            mapped = _uniform_interp(cdf, self.remap.astype(np.float32))
+            mapped = np.cumsum(chunk, axis=1, dtype=np.float32)
+            _remap_cdf(mapped, self.remap.astype(np.float32), np.empty_like(mapped))
             result = np.empty_like(mapped)
             result[:, 0] = mapped[:, 0]
             np.subtract(mapped[:, 1:], mapped[:, :-1], out=result[:, 1:])
@@ -184,21 +184,22 @@ class Calibration:
         )
 
 
-def _uniform_interp(x: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Piecewise-linear ``table`` (float32 values at 0, 1/M, ..., 1) evaluated at ``x`` ≥ 0.
+def _remap_cdf(cdf: np.ndarray, table: np.ndarray, scratch: np.ndarray) -> None:
+    """Replace ``cdf`` in place by G(cdf), G piecewise linear through ``table`` at 0, 1/M, .., 1.
 
-    Written with in-place float32 operations and int16 indices: this is the inner loop of
-    `Calibration.apply` for the PIT remapping.
+    In-place float32 arithmetic, int16 indices and ``np.take`` into a scratch buffer: this is
+    the inner loop of `Calibration.apply` for the PIT remapping.
     """
     m = table.size - 1
-    slope = np.diff(table)
-    scaled = x * np.float32(m)
-    idx = scaled.astype(np.int16)
-    np.minimum(idx, m - 1, out=idx)
-    scaled -= idx
-    scaled *= slope[idx]
-    scaled += table[idx]
-    return scaled
+    slope = np.diff(table) * np.float32(m)
+    intercept = table[:-1] - slope * (np.arange(m, dtype=np.float32) / np.float32(m))
+    np.multiply(cdf, np.float32(m), out=scratch)
+    index = scratch.astype(np.int16)
+    np.minimum(index, m - 1, out=index)
+    np.take(slope, index, out=scratch)
+    cdf *= scratch
+    np.take(intercept, index, out=scratch)
+    cdf += scratch
 
 
 def _fit_temperature(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> float:

@@ -115,24 +115,22 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _calibration_lines(calibration: dict[str, Any] | None) -> list[str]:
+def _calibration_parts(
+    calibration: dict[str, Any] | None,
+) -> tuple[str, list[str], list[list[str]]]:
+    """Return a summary sentence and the held-out comparison table of the recalibration."""
     if not calibration:
-        return ["No recalibration was fitted."]
-    lines = [f"Chosen method: **{calibration['method']}**"]
+        return "No recalibration was fitted.", [], []
+    summary = f"Chosen method: {calibration['method']}"
     if calibration["method"] == "temperature":
-        lines[0] += f" (T = {calibration['temperature']:.3f})"
+        summary += f" (T = {calibration['temperature']:.3f})"
+    summary += "; candidates scored on the held-out half of the validation split:"
     held_out = calibration.get("diagnostics", {}).get("held_out", {})
-    if held_out:
-        lines.append("")
-        lines.append("Held-out half of the validation split:")
-        lines.append("")
-        header = ["candidate", "CRPS", "PIT KS", "score"]
-        rows = [
-            [name, f"{s['crps']:.5f}", f"{s['ks']:.4f}", f"{s['score']:.4f}"]
-            for name, s in held_out.items()
-        ]
-        lines.append(_markdown_table(header, rows))
-    return lines
+    rows = [
+        [name, f"{s['crps']:.5f}", f"{s['ks']:.4f}", f"{s['score']:.4f}"]
+        for name, s in held_out.items()
+    ]
+    return summary, ["candidate", "CRPS", "PIT KS", "score"], rows
 
 
 def write_report(
@@ -173,7 +171,10 @@ def write_report(
     md = [f"# {title}", "", *notes, ""]
     for caption, header, rows in tables:
         md += [f"## {caption}", "", _markdown_table(header, rows), ""]
-    md += ["## Recalibration", "", *_calibration_lines(calibration), ""]
+    summary, cal_header, cal_rows = _calibration_parts(calibration)
+    md += ["## Recalibration", "", summary, ""]
+    if cal_rows:
+        md += [_markdown_table(cal_header, cal_rows), ""]
     if figures:
         md += ["## Figures", ""]
         md += [f"![{caption}]({name})\n\n*{caption}*\n" for caption, name in figures.items()]
@@ -191,8 +192,9 @@ def write_report(
     ]
     for caption, header, rows in tables:
         parts += [f"<h2>{html.escape(caption)}</h2>", _html_table(header, rows)]
-    parts.append("<h2>Recalibration</h2>")
-    parts += [f"<p>{html.escape(line)}</p>" for line in _calibration_lines(calibration) if line]
+    parts += ["<h2>Recalibration</h2>", f"<p>{html.escape(summary)}</p>"]
+    if cal_rows:
+        parts.append(_html_table(cal_header, cal_rows))
     for caption, name in figures.items():
         parts.append(
             f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"

@@ -14,6 +14,7 @@ from mantis.evaluate import (
     cdf_quantiles,
     density_metrics,
     evaluate_densities,
+    pit_statistics,
     point_estimates,
     point_metrics,
     score_densities,
@@ -184,3 +185,14 @@ def test_bad_inputs_raise_clear_errors():
         evaluate_densities(probs, z, zgrid, point="peak")
     with pytest.raises(EvaluationError, match="'mag' has 3 values"):
         evaluate_densities(probs, z, zgrid, n_boot=0, mag=np.ones(3))
+
+
+def test_pit_tests_of_a_grossly_miscalibrated_sample_give_zero_pvalues():
+    # scipy's CvM p-value series divides 0/0 this far in the tail; we must not warn
+    pit = np.random.default_rng(0).uniform(size=200_000) ** 3
+    result = pit_statistics(pit)
+    assert result["ks"] > 0.3
+    assert result["ks_pvalue"] == 0.0 and result["cvm_pvalue"] == 0.0
+    # P(u³ < 1e-4) + P(u³ > 1 - 1e-4) for u ~ U(0, 1)
+    expected = 1e-4 ** (1 / 3) + 1 - (1 - 1e-4) ** (1 / 3)
+    assert result["pit_outlier_rate"] == pytest.approx(expected, abs=2e-3)
