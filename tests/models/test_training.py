@@ -140,3 +140,26 @@ def test_interrupted_run_resumes_from_last(tmp_path, synthetic_h5):
 def test_missing_config_is_a_clear_error(tmp_path, synthetic_h5):
     with pytest.raises(ConfigError, match="does not exist"):
         train_model(tmp_path / "nope.yaml", synthetic_h5, tmp_path / "run")
+
+
+def test_late_fusion_smoke_fit_with_balanced_sampler(tmp_path, synthetic_h5):
+    best = train_model(
+        "configs/train/smoke_late.yaml",
+        synthetic_h5,
+        tmp_path / "late",
+        overrides={
+            "trainer.max_epochs": 1,
+            "trainer.enable_progress_bar": False,
+            "data.balance_redshift": True,
+        },
+    )
+    ckpt = torch.load(best, weights_only=False)
+    correction = ckpt["state_dict"]["log_prior_correction"].numpy()
+    # training n(z) is uniform on 0.02..1.2 and empty above, so the restored prior is at its
+    # floor (the pseudo-count) above z = 1.2 and higher on average where the objects lie
+    centres = np.linspace(0.002, 1.598, 400)
+    high = correction[centres > 1.25]
+    np.testing.assert_allclose(high, correction.min())
+    assert correction[centres < 1.15].mean() > high.max() + 0.3
+    probs = load_predictor(best).predict_dataset(synthetic_h5, split="val")
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
