@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mantis.exceptions import MantisError
+from mantis.sky.analytic import FWHM_PER_SIGMA, add_profiles
 from mantis.surveys import BANDS, mag_to_nanomaggies
 from mantis.surveys import band as get_band
 
@@ -40,6 +41,15 @@ PSF_RADIUS_FWHM = {"ps1": 4.5, "galex": 3.0, "unwise": 3.0}  # stamp/truncation 
 SERSIC_TRUNC_HLR = 8.0  # Sersic profiles are truncated (flux renormalised) at 8 half-light radii
 SKIP_SNR = 0.3  # with noise on, sources whose optimal S/N is below this are not drawn
 POINT_LIKE_HLR_FWHM = 0.05  # galaxies smaller than this fraction of the PSF FWHM are drawn as PSFs
+# Galaxies smaller than this fraction of the FWHM, or fainter than FAST_SNR (optimal S/N in the
+# request), are drawn as the PSF stretched to the second moments of galaxy + PSF: no FFT, and
+# the difference from the exact convolution is far below the noise.
+COMPACT_HLR_FWHM = 0.25
+FAST_SNR = 30.0
+# faint profiles get smaller stamps: the light beyond 3 FWHM (~1% for the Moffat) is far below
+# the noise, while bright ones keep PSF_RADIUS_FWHM so that their flux is conserved
+FAINT_RADIUS_FWHM = 3.0
+_HLR_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))  # half-light radius of a unit Gaussian
 MAX_STAMP_HALF = 256  # pixels
 
 
@@ -143,7 +153,30 @@ class SkyRenderer:
             SERSIC_TRUNC_HLR * np.maximum(self._morph["hlr_disk"], self._morph["hlr_bulge"]),
         )
         self._max_extent = float(self._extent.max()) if len(self._extent) else 0.0
+        self._hlr = np.maximum(self._morph["hlr_disk"], self._morph["hlr_bulge"])
+        self._cov_galaxy = self._galaxy_covariances()
         self._galaxy_cache: dict[int, galsim.GSObject] = {}
+
+    def _galaxy_covariances(self) -> np.ndarray:
+        """Second-moment-equivalent (east, north) covariances of each galaxy, arcsec², (n, 2, 2).
+
+        Each Sersic component counts as the Gaussian with its half-light radius and axis ratio.
+        """
+        m = self._morph
+        theta = np.radians(90.0 - m["pa_deg"])
+        cos, sin = np.cos(theta), np.sin(theta)
+        frac = np.clip(m["bulge_frac"], 0.0, 1.0)
+        cov = np.zeros((len(theta), 2, 2))
+        for kind, weight in (("disk", 1.0 - frac), ("bulge", frac)):
+            q = np.clip(m[f"q_{kind}"], 0.05, 1.0)
+            var = (np.nan_to_num(m[f"hlr_{kind}"]) / _HLR_PER_SIGMA) ** 2 * weight
+            major, minor = var / q, var * q
+            cov[:, 0, 0] += major * cos**2 + minor * sin**2
+            cov[:, 1, 1] += major * sin**2 + minor * cos**2
+            cov[:, 0, 1] += (major - minor) * cos * sin
+        cov[:, 1, 0] = cov[:, 0, 1]
+        cov[self._point] = 0.0
+        return cov
 
     # -- noise -------------------------------------------------------------------------------
     def noise_sigma(self, band_name: str, jac: np.ndarray, fwhm: float) -> float:
@@ -200,9 +233,11 @@ class SkyRenderer:
         fwhm = psf_fwhm(band_name, ra_c, dec_c, self.seed)
         psf = psf_profile(band_name, round(fwhm, 4))
         sigma = self.noise_sigma(band_name, jac, fwhm)
+        n_eff = _psf_neff(band_name, round(fwhm, 4), tuple(np.round(jac, 5).ravel()))
+        snr_per_flux = 1.0 / (sigma * math.sqrt(n_eff))
         local = galsim.JacobianWCS(jac[0, 0], jac[0, 1], jac[1, 0], jac[1, 1])
         psf_radius = PSF_RADIUS_FWHM[band.survey] * fwhm
-        image = galsim.ImageF(nx, ny, xmin=1, ymin=1)
+        image = galsim.ImageD(nx, ny, xmin=1, ymin=1)
 
         # candidate sources: within the half-diagonal plus the largest possible stamp
         half_diag = 0.5 * math.hypot(nx, ny) * pixscale + psf_radius + self._max_extent
@@ -213,8 +248,7 @@ class SkyRenderer:
             flux = self._flux[band_name][idx]
             keep = np.isfinite(flux) & (flux > 0)
             if noise:
-                n_eff = _psf_neff(band_name, round(fwhm, 4), tuple(np.round(jac, 5).ravel()))
-                keep &= flux > SKIP_SNR * sigma * math.sqrt(n_eff)
+                keep &= flux * snr_per_flux > SKIP_SNR
             idx, flux = idx[keep], flux[keep]
         if idx.size:
             x, y = wcs.all_world2pix(self._ra[idx], self._dec[idx], 0)
@@ -225,18 +259,42 @@ class SkyRenderer:
                 & (x + radius_pix >= -0.5) & (x - radius_pix <= nx - 0.5)
                 & (y + radius_pix >= -0.5) & (y - radius_pix <= ny - 0.5)
             )  # fmt: skip
+            idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
+            radius_pix = radius_pix[inside]
+            hlr = self._hlr[idx]
+            point_like = self._point[idx] | (hlr < POINT_LIKE_HLR_FWHM * fwhm)
+            use_fft = ~point_like & (hlr >= COMPACT_HLR_FWHM * fwhm)
+            use_fft &= flux * snr_per_flux >= FAST_SNR
+            analytic = ~use_fft
+            cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])[analytic]
+            cov = cov + np.eye(2) * (fwhm / FWHM_PER_SIGMA) ** 2
+            accumulated = np.zeros((ny, nx))
+            add_profiles(
+                accumulated, x[analytic], y[analytic], flux[analytic], cov, jac,
+                psf_fwhm=fwhm, moffat_beta=MOFFAT_BETA if band.survey == "ps1" else None,
+                radius_fwhm=np.where(flux[analytic] * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
+                                     PSF_RADIUS_FWHM[band.survey]),
+                max_half=MAX_STAMP_HALF,
+            )  # fmt: skip
+            image.array[:, :] += accumulated
             for i, f, xi, yi, half in zip(
-                idx[inside], flux[inside], x[inside], y[inside], radius_pix[inside], strict=True
+                idx[use_fft],
+                flux[use_fft],
+                x[use_fft],
+                y[use_fft],
+                radius_pix[use_fft],
+                strict=True,
             ):
                 self._draw_one(image, int(i), float(f), float(xi), float(yi), int(half), psf,
-                               local, fwhm)  # fmt: skip
+                               local)  # fmt: skip
         pixels = image.array.astype(np.float32, copy=True)
         if noise:
             rng = np.random.default_rng(_noise_seed(self.seed, band_name, ra_c, dec_c, (ny, nx)))
             pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
         return pixels
 
-    def _draw_one(self, image, i, flux, x, y, half, psf, local, fwhm) -> None:
+    def _draw_one(self, image, i, flux, x, y, half, psf, local) -> None:
+        """Draw galaxy ``i`` exactly (GalSim FFT convolution with the PSF) into ``image``."""
         import galsim
 
         # GalSim pixel centres are integers starting at 1; astropy's start at 0
@@ -248,13 +306,8 @@ class SkyRenderer:
             return
         stamp = galsim.ImageF(bounds, wcs=local)
         offset = galsim.PositionD(gx - ix, gy - iy)
-        if self._point[i] or max(self._morph["hlr_disk"][i], self._morph["hlr_bulge"][i]) < (
-            POINT_LIKE_HLR_FWHM * fwhm
-        ):
-            psf.withFlux(flux).drawImage(image=stamp, offset=offset, method="no_pixel")
-        else:
-            obj = galsim.Convolve(self._galaxy(i), psf, real_space=False).withFlux(flux)
-            obj.drawImage(image=stamp, offset=offset, method="no_pixel")
+        obj = galsim.Convolve(self._galaxy(i), psf, real_space=False).withFlux(flux)
+        obj.drawImage(image=stamp, offset=offset, method="no_pixel")
         image[overlap] += stamp[overlap]
 
 
