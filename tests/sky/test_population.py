@@ -17,10 +17,7 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def universe(tmp_path_factory) -> Universe:
-    import os
-
-    os.environ.setdefault("MANTIS_SKY_CACHE", str(tmp_path_factory.mktemp("skycache")))
+def universe() -> Universe:
     return Universe.from_config("test", seed=0)
 
 

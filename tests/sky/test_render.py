@@ -43,10 +43,7 @@ def bright_universe(tmp_path_factory) -> Universe:
 
 
 @pytest.fixture(scope="module")
-def test_universe(tmp_path_factory) -> Universe:
-    import os
-
-    os.environ.setdefault("MANTIS_SKY_CACHE", str(tmp_path_factory.mktemp("skycache")))
+def test_universe() -> Universe:
     return Universe.from_config("test", seed=0)
 
 
@@ -84,6 +81,27 @@ def test_point_source_lands_where_the_wcs_says(bright_universe, band_name, rotat
     assert abs(x0 - (n - 1) / 2) > 0.3  # not trivially centred
     cx, cy = (img * xx).sum() / img.sum(), (img * yy).sum() / img.sum()
     assert abs(cx - x0) < 0.1 and abs(cy - y0) < 0.1, (cx - x0, cy - y0)
+
+
+@pytest.mark.parametrize(("band_name", "rotation"), [("i", 0.0), ("z", 25.0), ("W1", 0.0)])
+def test_analytic_psf_matches_galsim_drawing(bright_universe, band_name, rotation):
+    import galsim
+
+    from mantis.sky.render import local_jacobian, psf_profile
+
+    scale, n = native(band_name)
+    n = 41
+    wcs = make_wcs(*STAR, scale, n, rotation_deg=rotation, crpix_shift=(0.31, -0.27))
+    ours = bright_universe.render(band_name, wcs, (n, n), noise=False)
+    jac, ra, dec = local_jacobian(wcs, (n, n))
+    fwhm = bright_universe.psf_fwhm(band_name, ra, dec)
+    flux = float(mag_to_nanomaggies(bright_universe.sources.loc[0, f"mag_{band_name}"]))
+    x, y = wcs.all_world2pix(STAR[0], STAR[1], 0)
+    reference = galsim.ImageD(n, n, wcs=galsim.JacobianWCS(*jac.ravel()))
+    psf_profile(band_name, round(fwhm, 4)).withFlux(flux).drawImage(
+        image=reference, method="no_pixel", offset=(x - (n - 1) / 2, y - (n - 1) / 2)
+    )
+    np.testing.assert_allclose(ours, reference.array, atol=2e-4 * reference.array.max())
 
 
 def _fwhm_from_area(img: np.ndarray, scale: float) -> float:
