@@ -306,9 +306,22 @@ class SkyRenderer:
             return
         stamp = galsim.ImageF(bounds, wcs=local)
         offset = galsim.PositionD(gx - ix, gy - iy)
-        obj = galsim.Convolve(self._galaxy(i), psf, real_space=False).withFlux(flux)
+        obj = galsim.Convolve(self._galaxy(i), psf, real_space=False, gsparams=_FFT_GSPARAMS())
+        obj = obj.withFlux(flux)
         obj.drawImage(image=stamp, offset=offset, method="no_pixel")
         image[overlap] += stamp[overlap]
+
+
+@lru_cache(maxsize=1)
+def _FFT_GSPARAMS() -> galsim.GSParams:  # noqa: N802 (a constant, built lazily)
+    """GalSim accuracy for the FFT path: 1% ringing and folding, invisible under the noise.
+
+    Neither setting moves flux (k = 0 is exact and folded light stays in the stamp), so the
+    flux round trip is unaffected; they shrink the FFTs about fourfold.
+    """
+    import galsim
+
+    return galsim.GSParams(folding_threshold=1e-2, maxk_threshold=1e-2)
 
 
 @lru_cache(maxsize=4096)
