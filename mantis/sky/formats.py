@@ -70,16 +70,18 @@ UNWISE_FILE_SUFFIX = {
 GALEX_BAND_LETTERS = {"n": "NUV", "f": "FUV"}
 
 
-def pixel_noise_sigma(universe: object, band_name: str, pixel_scale: float) -> float:
-    """Sky noise per pixel, AB nanomaggies, at the band's 5-sigma point-source depth.
+def pixel_noise_sigma(universe: object, band_name: str, wcs: WCS, shape: tuple[int, int]) -> float:
+    """Sky noise per pixel, AB nanomaggies, that ``universe.render`` adds for this request.
 
-    Uses ``universe.noise_sigma(band, pixel_scale)`` when the universe provides it, else the
-    background-limited relation sigma_pix = F_5 / (5 sqrt(4 pi s^2 / p^2)) with s the PSF's
-    Gaussian sigma and p the pixel scale (both arcsec).
+    Uses ``universe.noise_sigma(band, wcs, shape)`` when the universe provides it, else the
+    background-limited relation for the band's 5-sigma point-source depth,
+    sigma_pix = F_5 / (5 sqrt(4 pi s^2 / p^2)), s the PSF's Gaussian sigma and p the pixel
+    scale (arcsec).
     """
     if hasattr(universe, "noise_sigma"):
-        return float(universe.noise_sigma(band_name, pixel_scale))
+        return float(universe.noise_sigma(band_name, wcs, shape))
     info = band(band_name)
+    pixel_scale = float(np.sqrt(abs(np.linalg.det(wcs.celestial.pixel_scale_matrix)))) * 3600.0
     psf_sigma = info.psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     n_eff = 4.0 * math.pi * psf_sigma**2 / pixel_scale**2
     return float(mag_to_nanomaggies(info.depth_5sigma)) / 5.0 / math.sqrt(max(n_eff, 1.0))
@@ -223,11 +225,11 @@ def ps1_cutout(
     header = _ps1_header(skycell, band_name, x0, y0, exptime, seed, round(float(seeing), 4))
     nmgy_per_count = float(ps1_counts_to_nanomaggies(np.float32(1.0), exptime))
     shape = (size, size)
+    wcs = ps1_header_wcs(header)
     if product == "stack.wt":
-        sigma = pixel_noise_sigma(universe, band_name, survey("ps1").pixel_scale)
+        sigma = pixel_noise_sigma(universe, band_name, wcs, shape)
         data = np.full(shape, (sigma / nmgy_per_count) ** 2, dtype=np.float32)
     else:
-        wcs = ps1_header_wcs(header)
         data = (universe.render(band_name, wcs, shape) / nmgy_per_count).astype(np.float32)
     cols = np.arange(x0, x0 + size)
     rows = np.arange(y0, y0 + size)
@@ -323,7 +325,7 @@ def unwise_tar(
             if band_name not in survey("unwise").bands:
                 continue
             vega_per_ab = 1.0 / float(unwise_vega_to_ab_nanomaggies(np.float32(1.0), band_name))
-            sigma = pixel_noise_sigma(universe, band_name, pixel_scale) * vega_per_ab
+            sigma = pixel_noise_sigma(universe, band_name, sub_wcs, shape) * vega_per_ab
             n_exposures = 60 + int(120 * stable_uniform("unwise-n", seed, tile.coadd_id, number))
             for file_type in file_types:
                 if file_type == "img_m":
@@ -392,7 +394,7 @@ def galex_cutout(
         ra, dec, (width + 1) / 2.0, (height + 1) / 2.0, pixscale / 3600.0, width, height
     )
     wcs = WCS(header)
-    covered = galex_coverage_mask(wcs, (height, width), seed=seed)
+    covered = galex_coverage_mask(wcs, (height, width))
     if not covered.any():
         raise NoCoverageError(f"no GALEX pointing overlaps the cutout at ra={ra}, dec={dec}")
     images, weights = [], []
@@ -401,7 +403,7 @@ def galex_cutout(
         nmgy_per_cps = float(galex_cps_to_nanomaggies(np.float32(1.0), band_name))
         cps = universe.render(band_name, wcs, (height, width)) / nmgy_per_cps
         images.append(np.where(covered, cps, 0.0).astype(np.float32))
-        sigma = pixel_noise_sigma(universe, band_name, pixscale) / nmgy_per_cps
+        sigma = pixel_noise_sigma(universe, band_name, wcs, (height, width)) / nmgy_per_cps
         weights.append(np.where(covered, 1.0 / sigma**2, 0.0).astype(np.float32))
     cube = np.stack(images) if len(images) > 1 else images[0]
     if all_nan:

@@ -301,6 +301,9 @@ async def _form_bytes(request: web.Request) -> bytes:
     return b"&".join(sorted(parts))
 
 
+HANDLERS = web.AppKey("handlers", _App)
+
+
 def _html(status: int, title: str, detail: str) -> web.Response:
     page = HTML_ERROR_PAGE.format(title=title, detail=detail)
     return web.Response(status=status, text=page, content_type="text/html")
@@ -332,7 +335,7 @@ def create_app(settings: ServerSettings, *, universe: Any = None) -> web.Applica
         handlers.stop_pool()
 
     app.cleanup_ctx.append(pool_context)
-    app["handlers"] = handlers
+    app[HANDLERS] = handlers
     return app
 
 
@@ -376,7 +379,7 @@ def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 0) -
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must lie in 0..65535 (0 picks a free port), got {port!r}")
     app = create_app(settings)
-    app["handlers"].start_pool()  # before the loop starts: fork a single-threaded process
+    app[HANDLERS].start_pool()  # before the loop starts: fork a single-threaded process
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -388,5 +391,5 @@ def serve(settings: ServerSettings, *, host: str = "127.0.0.1", port: int = 0) -
     try:
         asyncio.run(main())
     finally:
-        app["handlers"].stop_pool()
+        app[HANDLERS].stop_pool()
         sys.stdout.flush()

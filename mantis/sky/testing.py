@@ -11,7 +11,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ __all__ = [
     "PointSourceUniverse",
     "point_source_universe",
     "running_server",
+    "serving_in_process",
 ]
 
 SERVER_START_TIMEOUT_S = 300.0  # first start may build and cache the sky population
@@ -79,6 +81,29 @@ def running_server(
             yield _wait_until_ready(process, stderr)
         finally:
             _stop(process)
+
+
+@contextlib.asynccontextmanager
+async def serving_in_process(universe: Any, **settings: Any) -> AsyncIterator[str]:
+    """Serve ``universe`` from this process's event loop (threads render); yield the base URL.
+
+    Faster to start than `running_server` and accepts any universe object (for example a
+    `PointSourceUniverse`); ``settings`` are `mantis.sky.server.ServerSettings` fields.
+    """
+    from aiohttp import web
+
+    from mantis.sky.server import ServerSettings, create_app
+
+    settings.setdefault("executor", "thread")
+    app = create_app(ServerSettings(**settings), universe=universe)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 class PointSourceUniverse:
