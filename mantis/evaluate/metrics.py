@@ -179,11 +179,10 @@ def _score_chunk(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> dict[str, np
     # truth to the top of the grid, plus the unit-height stretches outside the grid.
     integral_f2 = width / 3.0 * np.sum(left * left + left * right + right * right, axis=1)
     bin_f = 0.5 * width * (left + right)
-    cum_f = np.cumsum(bin_f, axis=1)
-    total_f = cum_f[:, -1]
-    below_truth_f = (
-        (cum_f[rows, k] - bin_f[rows, k]) + left_k * offset + p_k * offset**2 / (2.0 * width)
-    )
+    total_f = bin_f.sum(axis=1)
+    # ∫F below the truth's bin by a masked sum: one pass, cheaper than a row-wise cumsum
+    before_bin = np.where(np.arange(n_bins)[None, :] < k[:, None], bin_f, 0.0).sum(axis=1)
+    below_truth_f = before_bin + left_k * offset + p_k * offset**2 / (2.0 * width)
     z_clip = np.clip(z, z_min, z_max)
     crps = (
         integral_f2
