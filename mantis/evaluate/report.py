@@ -101,6 +101,39 @@ def _tables(results: dict[str, dict[str, Any]]) -> list[tuple[str, list[str], li
     ]
 
 
+SLICE_COLUMNS = (
+    ("nmad", "NMAD", 4),
+    ("bias_median", "bias (median)", 4),
+    ("outlier_rate_015", "η >0.15", 4),
+    ("outlier_rate_005", "η ≥0.05", 4),
+    ("crps", "CRPS", 4),
+    ("ks", "PIT KS", 3),
+    ("coverage_central_68", "cov 68 central", 3),
+)
+_SLICE_LABELS = {"z": "z_spec", "mag": "r magnitude", "ebv": "E(B−V)"}
+
+
+def _slice_tables(
+    name: str, result: dict[str, Any]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """One table per slicing variable of one method's result."""
+    tables = []
+    for variable, sliced in result.get("slices", {}).items():
+        edges, rows = sliced["edges"], []
+        for i, metrics in enumerate(sliced["metrics"]):
+            cells = [f"{edges[i]:.3g}–{edges[i + 1]:.3g}", str(metrics["n"])]
+            for key, _, digits in SLICE_COLUMNS:
+                value = metrics.get(key)
+                ok = isinstance(value, int | float) and math.isfinite(value)
+                cells.append(f"{value:.{digits}f}" if ok else "–")
+            rows.append(cells)
+        if rows:
+            label = _SLICE_LABELS.get(variable, variable)
+            header = [label, "N", *(h for _, h, _ in SLICE_COLUMNS)]
+            tables.append((f"{name} in slices of {label}", header, rows))
+    return tables
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -141,6 +174,7 @@ def write_report(
     notes: list[str] | None = None,
     calibration: dict[str, Any] | None = None,
     figures: dict[str, str] | None = None,
+    sliced: str | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``.
 
@@ -158,6 +192,8 @@ def write_report(
         `Calibration.to_dict` of the fitted recalibration.
     figures : dict, optional
         Caption → PNG file name relative to ``out_dir``.
+    sliced : str, optional
+        Method whose metrics in slices (z, magnitude, E(B−V)) get tables of their own.
 
     Returns
     -------
@@ -168,6 +204,8 @@ def write_report(
     notes = notes or []
     figures = figures or {}
     tables = _tables(results)
+    if sliced in results:
+        tables += _slice_tables(sliced, results[sliced])
     md = [f"# {title}", "", *notes, ""]
     for caption, header, rows in tables:
         md += [f"## {caption}", "", _markdown_table(header, rows), ""]

@@ -215,6 +215,7 @@ def evaluate_run(
         ],
         calibration=calibration.to_dict(),
         figures=figures,
+        sliced="network recalibrated",
     )
     return json.loads((out_dir / "metrics.json").read_text())
 

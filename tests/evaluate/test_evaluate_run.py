@@ -129,6 +129,14 @@ def test_baselines_share_the_tables(evaluated, sample):
     assert f"{nmad:.4f}" in row
     html = (sample[0] / "out" / "report.html").read_text()
     assert html.count("<table>") >= 2 and "oracle template fit" in html
+    # metrics in slices of z, magnitude and E(B-V), counts adding up to the sample
+    for label in ("z_spec", "r magnitude", "E(B−V)"):
+        heading = f"## network recalibrated in slices of {label}"
+        assert heading in report
+        table = report.split(heading)[1].split("##")[0]
+        rows = [line.split("|") for line in table.splitlines() if line.count("|") > 3]
+        counts = [int(row[2]) for row in rows[2:]]  # after the header and the --- line
+        assert sum(counts) == metrics["n_objects"]
 
 
 def test_figures_are_real_images(evaluated, sample):
