@@ -183,3 +183,25 @@ def test_cli_runs_and_reports_errors(sample, monkeypatch, capsys):
     assert f"checkpoint '{missing}' does not exist" in capsys.readouterr().err
     with pytest.raises(EvaluationError, match="split must be 'train', 'val' or 'test'"):
         evaluate_run(ckpt, dataset, out, split="dev", predictor=StandInPredictor())
+
+
+def test_a_tiny_validation_split_leaves_densities_uncalibrated(sample, tmp_path):
+    from mantis.exceptions import MantisWarning
+
+    _, ckpt, dataset, _ = sample
+    small = tmp_path / "small.h5"
+    with h5py.File(dataset, "r") as src, h5py.File(small, "w") as dst:
+        for key in ("catalog/id", "catalog/z", "catalog/ebv", "early/image", "early/valid"):
+            dst[key] = src[key][:]
+        labels = np.asarray(src["catalog/split"][:])
+        labels[np.flatnonzero(labels == b"val")[10:]] = b"train"  # 10 val objects remain
+        dst["catalog/split"] = labels
+        dst.attrs["grids"] = src.attrs["grids"]
+    stored = []
+    with pytest.warns(MantisWarning, match="has 10 objects with a redshift, fewer than the 40"):
+        metrics = evaluate_run(
+            ckpt, small, tmp_path / "out", predictor=StandInPredictor(), n_boot=0,
+            attach=lambda p, c: stored.append(c), baselines=False, plots=False, progress=False,
+        )  # fmt: skip
+    assert metrics["calibration"]["method"] == "identity" and stored == [metrics["calibration"]]
+    assert metrics["calibrated"]["crps"] == pytest.approx(metrics["raw"]["crps"], rel=1e-6)
