@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -234,11 +235,15 @@ class TabularBaseline:
             )
         flux = np.asarray(flux, dtype=np.float64)[keep]
         err = np.asarray(flux_err, dtype=np.float64)[keep]
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            # a band measured for no training object is expected (no coverage): it gets the
+            # defaults below
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             softening = np.nanmedian(np.where(err > 0, err, np.nan), axis=0)
         self.softening_ = np.where(np.isfinite(softening) & (softening > 0), softening, 1.0)
         raw = _asinh_features(flux, self.softening_)
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             fill = np.nanmedian(raw, axis=0)
         self.fill_ = np.where(np.isfinite(fill), fill, 0.0)
         raw = np.where(np.isfinite(raw), raw, self.fill_)

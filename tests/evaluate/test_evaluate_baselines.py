@@ -111,3 +111,13 @@ def test_bad_photometry_shapes_are_named():
         template_chi2(np.ones((3, 5)), np.ones((3, 5)), GRID)
     with pytest.raises(EvaluationError, match="sys_err must lie in"):
         template_chi2(np.ones((3, 9)), np.ones((3, 9)), GRID, sys_err=2.0)
+
+
+def test_knn_baseline_tolerates_a_band_without_any_measurement():
+    flux, flux_err, z_index = template_catalogue(200, seed=6, noise=1.0)
+    flux[:, 0] = np.nan  # FUV never measured
+    flux_err[:, 0] = np.nan
+    model = TabularBaseline(GRID, n_neighbors=10).fit(flux, flux_err, GRID.centres[z_index])
+    probs = model.predict(flux[:20])
+    assert np.all(np.isfinite(probs))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
