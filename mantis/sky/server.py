@@ -42,6 +42,7 @@ HTML_ERROR_PAGE = (
     "<body><h1>{title}</h1><p>{detail}</p></body></html>"
 )
 LATENCY_FAULT_S = 2.0  # extra delay of a 'latency' fault, on top of --latency-ms
+SHUTDOWN_TIMEOUT_S = 1.0  # on stop, stalled answers are dropped rather than awaited
 
 _WORKER_UNIVERSE: Any = None
 
@@ -349,7 +350,9 @@ def check_loopback(host: str) -> None:
 
 
 async def _serve_forever(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)

@@ -92,11 +92,11 @@ async def serving_in_process(universe: Any, **settings: Any) -> AsyncIterator[st
     """
     from aiohttp import web
 
-    from mantis.sky.server import ServerSettings, create_app
+    from mantis.sky.server import SHUTDOWN_TIMEOUT_S, ServerSettings, create_app
 
     settings.setdefault("executor", "thread")
     app = create_app(ServerSettings(**settings), universe=universe)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
