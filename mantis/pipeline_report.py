@@ -15,10 +15,10 @@ __all__ = ["evaluate_ablations", "read_split_arrays", "withhold_survey", "write_
 _COLUMNS = (
     ("nmad", "NMAD", "{:.4f}"),
     ("bias_median", "bias (median)", "{:+.4f}"),
-    ("outlier_015", "outliers >0.15", "{:.3f}"),
-    ("outlier_005", "outliers >=0.05", "{:.3f}"),
+    ("outlier_rate_015", "outliers >0.15", "{:.3f}"),
+    ("outlier_rate_005", "outliers >=0.05", "{:.3f}"),
     ("crps", "CRPS", "{:.4f}"),
-    ("pit_ks", "PIT KS", "{:.3f}"),
+    ("ks", "PIT KS", "{:.3f}"),
 )
 
 
