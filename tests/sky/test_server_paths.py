@@ -265,3 +265,25 @@ def test_galex_viewer_bad_requests(params, status, text):
 
 def test_unknown_path_is_404():
     assert one("/cgi-bin/nothing.py")[0] == 404
+
+
+def test_fitscut_near_a_skycell_edge_is_nan_padded_over_http():
+    # 10 pixels inside the skycell's own area, so the listing names it; the cutout reaches
+    # past the 240-pixel overlap into pixels that this skycell does not hold
+    x = CELL.x0 + 240 + 10
+    ra, dec = (float(v) for v in CELL.projcell_wcs().all_pix2world(x, 30000.0, 0))
+    rows = table_rows(one("/cgi-bin/ps1filenames.py", ra=ra, dec=dec, filters="z")[2])
+    assert rows[0]["filename"] == CELL.filename("z")
+    body = one("/cgi-bin/fitscut.cgi", red=rows[0]["filename"], ra=ra, dec=dec, size=600,
+               format="fits")[2]  # fmt: skip
+    data = fits.getdata(io.BytesIO(body))
+    assert np.isnan(data[:, :50]).all() and np.isfinite(data[:, 50:]).all()
+
+
+def test_unwise_overlap_answers_two_clipped_tiles_over_http():
+    body = one("/cutout_fits", ra=150.0, dec=2.25, size=100, bands="1", file_img_m="1")[2]
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+        names = tar.getnames()
+        shapes = [fits.getdata(tar.extractfile(name)).shape for name in names]
+    assert sorted(names) == ["unwise-1500p015-w1-img-m.fits", "unwise-1500p030-w1-img-m.fits"]
+    assert all(shape[0] < 100 and shape[1] == 100 for shape in shapes)
