@@ -258,7 +258,9 @@ class _App:
             except BadRequest as err:
                 if err.status == 500:  # the real services crash with a Django/HTML 500
                     return _html(500, "Server Error (500)", err.text)
-                return web.Response(status=err.status, text=err.text)
+                # unwise.me and the viewer are Django apps: bare text labelled text/html
+                error_type = "text/plain" if kind == "ps1" else "text/html"
+                return web.Response(status=err.status, text=err.text, content_type=error_type)
             try:
                 body = await self.render(kind, params, all_nan)
             except NoCoverageError as err:

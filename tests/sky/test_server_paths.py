@@ -200,7 +200,8 @@ def test_unwise_size_clamp_bands_and_version():
 )
 def test_unwise_errors_are_text_with_http_200(params, status, text):
     got_status, ctype, body = one("/cutout_fits", **params)
-    assert (got_status, ctype, body.decode()) == (status, "text/plain", text)
+    assert (got_status, ctype, body.decode()) == (status, "text/html", text)
+    assert body[:2] != b"\x1f\x8b"  # what clients test to tell an error from a tar.gz
 
 
 def test_unwise_non_digit_bands_is_http_500():
