@@ -82,7 +82,7 @@ class GalexFetcher(CutoutFetcher):
         return requests
 
     def check_cube(self, body: bytes) -> None:
-        """Accept a complete FITS holding the cube and, when asked for, its invvar HDU.
+        """Accept a complete FITS holding the cube (not all NaN) and, if asked for, its invvar.
 
         A body cut exactly at an HDU boundary is still valid FITS, so the HDU count is checked.
         """
@@ -92,6 +92,10 @@ class GalexFetcher(CutoutFetcher):
             raise InvalidBodyError(
                 "truncated body", f"{len(hdus)} HDU(s), expected {expected} (cube, invvar)"
             )
+        cube = fits_image(body, hdus[0])
+        if cube is not None and cube.size and not np.isfinite(cube).any():
+            # the viewer fills gaps with zeros, never NaN: a NaN cube is a broken answer
+            raise InvalidBodyError("all-NaN cutout", f"cube {cube.shape} NaN everywhere")
 
     async def fetch_object(self, client: HttpClient, obj: SkyObject) -> Product:
         """Fetch the cube; repeated HTTP 500 or an all-zero cube mean no coverage."""

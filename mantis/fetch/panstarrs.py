@@ -26,10 +26,16 @@ from mantis.fetch.client import HttpClient, RequestFailedError
 from mantis.fetch.validate import InvalidBodyError, check_fits, describe_body, fits_image
 from mantis.surveys import survey as survey_info
 
-__all__ = ["PanStarrsFetcher", "check_ps1_cutout", "parse_filenames_table"]
+__all__ = [
+    "PanStarrsFetcher",
+    "assign_lookup_rows",
+    "check_ps1_cutout",
+    "parse_filenames_table",
+]
 
 ALL_NAN = "all-NaN cutout"
 _MATCH_TOLERANCE_DEG = 1e-5
+_SKYCELL_REACH_DEG = 0.5  # a position lies within ~0.3 deg of its skycell centre
 
 
 def parse_filenames_table(text: str) -> list[dict[str, str]]:
@@ -57,6 +63,59 @@ def parse_filenames_table(text: str) -> list[dict[str, str]]:
 
 def _check_table(body: bytes) -> None:
     parse_filenames_table(body.decode("utf-8", "replace"))
+
+
+def _separation_deg(obj: SkyObject, row: dict[str, str]) -> float:
+    try:
+        ra, dec = float(row["ra"]), float(row["dec"])
+    except (KeyError, ValueError):
+        return np.inf
+    dra = (obj.ra - ra + 180.0) % 360.0 - 180.0
+    return float(np.hypot(dra * np.cos(np.radians((obj.dec + dec) / 2)), obj.dec - dec))
+
+
+def assign_lookup_rows(
+    objects: Sequence[SkyObject], rows: list[dict[str, str]], n_filters: int
+) -> dict[str, list[dict[str, str]] | None]:
+    """Give each object its rows of a batched ``ps1filenames.py`` answer.
+
+    Rows whose ``ra``/``dec`` echo a requested position go to that object. When the rows carry
+    skycell centres instead, the answer lists, in request order, ``n_filters`` rows for every
+    position inside the 3pi footprint and none for positions south of it; that order is used
+    when the row count agrees and every block's skycell centre lies near its object. Objects
+    that cannot be matched either way get None (the caller looks them up one by one).
+    """
+    by_id: dict[str, list[dict[str, str]] | None] = {o.id: [] for o in objects}
+    if not rows:
+        return by_id
+    ras, decs = np.array([o.ra for o in objects]), np.array([o.dec for o in objects])
+    unmatched = []
+    for row in rows:
+        try:
+            ra, dec = float(row["ra"]), float(row["dec"])
+        except (KeyError, ValueError):
+            ra = dec = np.nan
+        hits = np.flatnonzero(
+            (np.abs(ras - ra) < _MATCH_TOLERANCE_DEG) & (np.abs(decs - dec) < _MATCH_TOLERANCE_DEG)
+        )
+        for i in hits:
+            by_id[objects[i].id].append(row)
+        if hits.size == 0:
+            unmatched.append((ra, dec))
+    if not unmatched:
+        return by_id
+    covered = [o for o in objects if o.dec >= survey_info("ps1").min_dec]
+    blocks = [rows[i : i + n_filters] for i in range(0, len(rows), n_filters)]
+    if len(rows) == len(covered) * n_filters and all(
+        len({(r.get("projcell"), r.get("subcell")) for r in block}) == 1
+        and _separation_deg(obj, block[0]) < _SKYCELL_REACH_DEG
+        for obj, block in zip(covered, blocks, strict=True)
+    ):
+        by_id = {o.id: [] for o in objects}
+        for obj, block in zip(covered, blocks, strict=True):
+            by_id[obj.id] = list(block)
+        return by_id
+    return {o.id: (v or None) for o, v in ((o, by_id[o.id]) for o in objects)}
 
 
 def check_ps1_cutout(body: bytes) -> None:
@@ -151,28 +210,7 @@ class PanStarrsFetcher(CutoutFetcher):
         chunk = self._chunks[k]
         reply = await self.send(client, self.lookup_request(chunk), validate=_check_table)
         rows = parse_filenames_table(reply.body.decode("utf-8", "replace"))
-        by_id: dict[str, list[dict] | None] = {o.id: [] for o in chunk}
-        ras = np.array([o.ra for o in chunk])
-        decs = np.array([o.dec for o in chunk])
-        unmatched = 0
-        for row in rows:
-            try:
-                hit = np.flatnonzero(
-                    (np.abs(ras - float(row["ra"])) < _MATCH_TOLERANCE_DEG)
-                    & (np.abs(decs - float(row["dec"])) < _MATCH_TOLERANCE_DEG)
-                )
-            except (KeyError, ValueError):
-                hit = np.array([], dtype=int)
-            for i in hit:
-                by_id[chunk[i].id].append(row)
-            unmatched += hit.size == 0
-        if unmatched:
-            # the rows do not echo our positions (e.g. skycell centres): ask one by one for
-            # objects with no matched row rather than guess which row is whose
-            for obj in chunk:
-                if not by_id[obj.id]:
-                    by_id[obj.id] = None
-        return by_id
+        return assign_lookup_rows(chunk, rows, len(self.bands))
 
     async def filename_rows(self, client: HttpClient, obj: SkyObject) -> list[dict[str, str]]:
         """Lookup rows (one per band with data) for one object, batched with its chunk."""

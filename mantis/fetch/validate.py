@@ -162,6 +162,8 @@ def fits_image(body: bytes, hdu: FitsHdu) -> np.ndarray | None:
 def check_unwise_tar(body: bytes) -> list[str]:
     """Check an unwise.me tar.gz: gzip complete, tar readable, every FITS member complete.
 
+    An image member (``-img-``) that is NaN everywhere is refused as well.
+
     Returns
     -------
     list of str
@@ -190,7 +192,10 @@ def check_unwise_tar(body: bytes) -> list[str]:
                     except (EOFError, OSError, zlib.error) as err:
                         raise InvalidBodyError("truncated body", f"{member.name}: {err}") from None
                 if ".fits" in member.name:
-                    check_fits(content)
+                    hdus = check_fits(content)
+                    image = fits_image(content, hdus[0]) if "-img-" in member.name else None
+                    if image is not None and image.size and not np.isfinite(image).any():
+                        raise InvalidBodyError("all-NaN cutout", f"{member.name} is NaN everywhere")
     except tarfile.TarError as err:
         raise InvalidBodyError("truncated body", f"tar archive: {err}") from None
     return names

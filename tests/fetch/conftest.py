@@ -149,7 +149,9 @@ class FakeSurveys:
         self.script: dict[str, list[str]] = defaultdict(list)
         self.counts: Counter = Counter()
         self.requests: list[tuple[str, dict]] = []
-        self.echo_positions = True
+        # 'echo': lookup rows carry the requested ra/dec; 'centre': the skycell centre;
+        # 'scrambled': skycell centres with the blocks in reverse order (unmatchable)
+        self.lookup_mode = "echo"
         self.base_url = ""
 
     def _fault(self, key: str) -> str | None:
@@ -177,7 +179,7 @@ class FakeSurveys:
         if dec < -30:
             return []
         cell = int(ra * 10) % 2000
-        shown = (ra, dec) if self.echo_positions else (round(ra, 1) + 0.05, round(dec, 1))
+        shown = (ra, dec) if self.lookup_mode == "echo" else (round(ra, 1) + 0.05, round(dec, 1))
         return [
             f"{cell} 51 {shown[0]:.8f} {shown[1]:.8f} {f} 0.0 stack "
             f"/rings.v3.skycell/{cell:04d}/051/rings.v3.skycell.{cell:04d}.051.stk.{f}.unconv.fits "
@@ -196,6 +198,8 @@ class FakeSurveys:
             filters = request.query["filters"]
         self.counts["lookup"] += 1
         self.requests.append(("lookup", {"n": len(positions), "method": request.method}))
+        if self.lookup_mode == "scrambled":
+            positions = positions[::-1]
         rows = [row for ra, dec in positions for row in self._lookup_rows(ra, dec, filters)]
         body = "\n".join([PS1_HEADER, *rows]).encode() + b"\n"
         return await self._apply(self._fault("lookup"), body, "text/plain")
@@ -300,3 +304,9 @@ def fetch_fake(fake_surveys, tmp_path):
         )
 
     return run
+
+
+@pytest.fixture(name="fast_config")
+def fast_config_fixture():
+    """`fast_config` as a fixture."""
+    return fast_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from collections import Counter
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -167,19 +168,32 @@ def test_rerun_fetches_nothing_already_finished(fake_surveys, fetch_fake, tmp_pa
     assert second.skipped == {"galex": 2, "ps1": 1, "unwise": 2}
 
 
-def test_lookup_rows_that_do_not_echo_positions_fall_back_to_single_lookups(
-    fake_surveys, fetch_fake, tmp_path
+@pytest.mark.parametrize(
+    ("mode", "methods"),
+    [("centre", {"POST": 2}), ("scrambled", {"POST": 2, "GET": 3})],
+)
+def test_lookup_rows_with_skycell_centres_are_matched_by_order_or_looked_up_singly(
+    fake_surveys, fetch_fake, tmp_path, mode, methods
 ):
-    fake_surveys.echo_positions = False
-    summary = fetch_fake(_catalog().iloc[:3], surveys=["ps1"])
+    fake_surveys.lookup_mode = mode
+    catalog = _catalog().iloc[[0, 1, 6, 2]]  # plain, south (no rows), plain2, outside
+    summary = fetch_fake(catalog, surveys=["ps1"])
     assert summary.ok
-    methods = [r["method"] for kind, r in fake_surveys.requests if kind == "lookup"]
-    assert methods == ["POST", "GET", "GET", "GET"]
-    assert CutoutCache(tmp_path).statuses("ps1") == {
+    # lookup chunks of three: two POSTs; unmatchable rows cost one GET per object of the chunk
+    assert Counter(r["method"] for kind, r in fake_surveys.requests if kind == "lookup") == methods
+    cache = CutoutCache(tmp_path)
+    assert cache.statuses("ps1") == {
         "plain": "done",
         "south": "no_coverage",
+        "plain2": "done",
         "outside": "done",
     }
+    # each object got the skycell of its own position
+    for ra in (10.0, 11.0, 205.0):
+        (cut,) = [
+            r for kind, r in fake_surveys.requests if kind == "ps1-g" and float(r["ra"]) == ra
+        ]
+        assert f".{int(ra * 10) % 2000:04d}.051." in cut["red"]
 
 
 def test_stored_files_match_manifest_checksums(fake_surveys, fetch_fake, tmp_path):
