@@ -196,3 +196,15 @@ def test_from_catalog_rejects_missing_and_unknown_files(tmp_path):
     path.write_text("ra,dec\n")
     with pytest.raises(CatalogError, match=r"extension '\.txt'; allowed: \.csv, \.parquet"):
         Universe.from_catalog(path)
+
+
+def test_spec_samples_select_what_they_claim(universe):
+    src = universe.sources
+    bright = src[src["spec_sample"] == "bright"]
+    assert (bright["mag_r"] < 17.8).all() and bright["z"].median() < 0.2
+    lrg = src[src["spec_sample"] == "lrg"]
+    assert (lrg["sed_class"] == "red").mean() > 0.8
+    assert (lrg["mag_r"] - lrg["mag_z"] > 1.0).all()
+    elg = src[src["spec_sample"] == "elg"]
+    assert (elg["sed_class"] == "blue").mean() > 0.8
+    assert elg["z"].median() > lrg["z"].median()
