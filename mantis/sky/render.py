@@ -1,7 +1,10 @@
 """Drawing the simulated sky into any celestial WCS with GalSim.
 
 Each source is drawn once per request and band as a small stamp at its exact sub-pixel position
-(through the request's WCS), convolved with the band's PSF, and added into the image. The PSF
+(through the request's WCS), convolved with the band's PSF, and added into the image. Bright
+resolved galaxies go through GalSim's FFT convolution of their bulge + disk Sersic profiles
+(n = 4 and 1: few distinct indices keep GalSim's tables cached); stars, compact and faint
+galaxies are drawn in one vectorised pass by `mantis.sky.analytic`. The PSF
 is the *effective* PSF (optics, atmosphere and pixel response together), so stamps are drawn
 with ``method='no_pixel'``: the FWHM measured on a rendered star equals `psf_fwhm`. Sky noise is
 white Gaussian with the per-pixel sigma that gives a point source at the band's 5-sigma depth a

@@ -76,12 +76,12 @@ def template_maggies(filter_name: str) -> np.ndarray:
     """
     wave, flux = _templates()
     fwave, resp = _filter_curve(filter_name)
-    out = np.empty((REDSHIFT_GRID.size, flux.shape[0]))
-    for k, z in enumerate(REDSHIFT_GRID):
-        rest = fwave / (1.0 + z)
-        sampled = np.stack([np.interp(rest, wave, f) for f in flux])
-        out[k] = _ab_maggies(rest, resp, sampled)
-    return out
+    rest = fwave[None, :] / (1.0 + REDSHIFT_GRID[:, None])  # (n_z, n_lambda)
+    sampled = np.stack([np.interp(rest, wave, f) for f in flux], axis=1)  # (n_z, 5, n_lambda)
+    fnu = sampled * (rest**2 / _C_ANGSTROM_PER_S)[:, None, :]
+    weight = resp[None, :] / rest  # (n_z, n_lambda)
+    numerator = np.trapezoid(fnu * weight[:, None, :], rest[:, None, :], axis=-1)
+    return numerator / (_AB_FNU * np.trapezoid(weight, rest, axis=-1))[:, None]
 
 
 def galaxy_absolute_maggies(coefficients: np.ndarray, filter_name: str) -> np.ndarray:
