@@ -108,10 +108,12 @@ def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> None:
             cache_dir=config.cache_dir,
             endpoint=base_url,
             concurrency=fetch_settings.get("concurrency"),
+            progress=fetch_settings.get("progress", True),
         )
-        if not summary.failed:
+        print(summary.format(), flush=True)
+        if summary.ok:
             return
-    raise FetchError(f"fetching left failures after two passes: {summary}")
+    raise FetchError(f"fetching left {summary.n_failed} products failed after two passes")
 
 
 def run_pipeline(config_path: str | Path) -> dict[str, Any]:
@@ -156,12 +158,13 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
         _fetch(config, catalog_path, base_url)
     dataset_path = run_dir / "dataset.h5"
     with timer.step("build dataset"):
-        build_dataset(
+        summary = build_dataset(
             catalog_path,
-            cutouts=config.cache_dir,
-            out=dataset_path,
-            config=config.get("build", {}).get("config", "build"),
+            config.cache_dir,
+            dataset_path,
+            config.get("build", {}).get("config", "build"),
         )
+        print(summary, flush=True)
 
     truth_path = catalog_path.with_name(f"{catalog_path.stem}.truth.parquet")
     split = config.get("evaluate", {}).get("split", "test")
