@@ -39,8 +39,11 @@ def _is_loopback(host: object) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Refuse every name lookup and connection that is not loopback, for the whole test."""
+def loopback_only(request, monkeypatch):
+    """Refuse every name lookup and connection that is not loopback (except remote tests)."""
+    if request.node.get_closest_marker("remote") is not None:
+        yield
+        return
     real_getaddrinfo, real_connect = socket.getaddrinfo, socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
 
