@@ -131,6 +131,8 @@ def check_fits(body: bytes) -> list[FitsHdu]:
         If the body is not FITS or is truncated.
     """
     if not body.startswith(FITS_MAGIC):
+        if body and FITS_MAGIC.startswith(body):
+            raise InvalidBodyError("truncated body", f"FITS cut after {len(body)} bytes")
         raise InvalidBodyError(*describe_body(body))
     hdus, pos = [], 0
     while pos < len(body):

@@ -47,6 +47,17 @@ def _config(fast_config, **client):
     return config
 
 
+def _fetch(catalog, cache_dir, url, fast_config):
+    return fetch_catalog(
+        catalog,
+        cache_dir=cache_dir,
+        endpoint=url,
+        progress=False,
+        size_arcsec=SIZE_ARCSEC,
+        config=_config(fast_config),
+    )
+
+
 def _open_everything(cache: CutoutCache, catalog: pd.DataFrame) -> int:
     """Open every cached product with astropy, warnings as errors; return files opened."""
     opened = 0
@@ -72,14 +83,7 @@ def _open_everything(cache: CutoutCache, catalog: pd.DataFrame) -> int:
 def test_ten_percent_faults_of_every_kind_end_done_or_no_coverage(tmp_path, fast_config):
     catalog = _catalog(5)
     with running_server(fail_rate=0.1, stall_s=12, threads=True) as url:
-        summary = fetch_catalog(
-            catalog,
-            cache_dir=tmp_path,
-            endpoint=url,
-            progress=False,
-            size_arcsec=SIZE_ARCSEC,
-            config=_config(fast_config),
-        )
+        summary = _fetch(catalog, tmp_path, url, fast_config)
     assert summary.ok, summary.format()
     assert sum(summary.retries.values()) > 0  # faults were met and survived
     cache = CutoutCache(tmp_path)
@@ -145,14 +149,7 @@ def test_kill_9_then_rerun_refetches_nothing_finished(tmp_path, fast_config):
         _open_everything(cache, catalog)  # what was done before the kill is complete
         cache.close()
 
-        summary = fetch_catalog(
-            catalog_path,
-            cache_dir=cache_dir,
-            endpoint=url,
-            progress=False,
-            size_arcsec=SIZE_ARCSEC,
-            config=_config(fast_config),
-        )
+        summary = _fetch(catalog_path, cache_dir, url, fast_config)
     assert summary.ok, summary.format()
     assert sum(summary.skipped.values()) >= len(before)
     cache = CutoutCache(cache_dir)
