@@ -115,7 +115,7 @@ def test_kill_9_then_rerun_refetches_nothing_finished(tmp_path, fast_config):
     config_path = tmp_path / "fetch.yaml"
     config_path.write_text(yaml.safe_dump(_config(fast_config, concurrency_per_host=2)))
     cache_dir = tmp_path / "cache"
-    with running_server(latency_ms=100, threads=True) as url:
+    with running_server(latency_ms=200, threads=True) as url:
         command = [
             sys.executable,
             "-m",
