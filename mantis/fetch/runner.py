@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import pandas as pd
 
 from mantis.catalog import default_ids, read_catalog, validate_rows
 from mantis.config import load_config
-from mantis.exceptions import CatalogError, ConfigError
+from mantis.exceptions import CatalogError, ConfigError, FetchError
 from mantis.fetch.base import CutoutFetcher, SkyObject
 from mantis.fetch.cache import CutoutCache
 from mantis.fetch.client import ClientSettings, HttpClient
@@ -270,6 +271,8 @@ def fetch_catalog(
         Invalid rows (named); nothing is fetched.
     ConfigError
         Unknown survey, bad endpoint, size or settings.
+    FetchError
+        The cache cannot be written (disk full, permissions).
     """
     cfg = load_fetch_config(config)
     objects = catalog_objects(catalog)
@@ -284,9 +287,13 @@ def fetch_catalog(
         progress=progress,
     )
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(job)
-    # called from inside an event loop (a notebook): run on a thread with its own loop
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, job).result()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(job)
+        # called from inside an event loop (a notebook): run on a thread with its own loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, job).result()
+    except (OSError, sqlite3.Error) as err:
+        # the cache itself failed (disk full, permissions): finished products stay recorded
+        raise FetchError(f"cannot write to the cache {str(cache_dir)!r}: {err}") from err

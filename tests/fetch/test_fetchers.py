@@ -245,3 +245,11 @@ def test_read_back_fits_is_what_the_service_sent(fake_surveys, fetch_fake, tmp_p
     assert query["invvar"] == ["1"]
     buffer = io.BytesIO(path.read_bytes())
     assert buffer.read(9) == b"SIMPLE  ="
+
+
+def test_unwritable_cache_is_a_clear_error(fake_surveys, fetch_fake, tmp_path):
+    from mantis.exceptions import FetchError
+
+    (tmp_path / "ps1").write_text("a file where the ps1 folder should be")
+    with pytest.raises(FetchError, match="cannot write to the cache"):
+        fetch_fake(_catalog().iloc[:1], surveys=["ps1"])
