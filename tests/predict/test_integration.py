@@ -1,0 +1,130 @@
+"""`predict_catalog` with the real pieces: imitation server → fetch → build → trained network.
+
+A module-scoped fixture fetches the `test` sky's spectroscopic sample from `mantis sky serve`,
+builds a small dataset from it, and trains the smoke early-fusion model for one epoch; the tests
+then predict a catalogue of those galaxies through a fresh cutout cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from contextlib import closing
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mantis.predict import predict_catalog, read_predictions
+
+# Small grids keep the build and the network fast; a fine HEALPix split puts objects of both
+# sky fields into train, val and test.
+BUILD_OVERRIDES = {
+    "grids": {
+        "galex": {"pixel_scale": 1.5, "size": 16},
+        "ps1": {"pixel_scale": 0.25, "size": 64},
+        "unwise": {"pixel_scale": 2.75, "size": 8},
+        "early": {"pixel_scale": 1.0, "size": 16},
+    },
+    "split": {"nside": 4096, "fractions": {"train": 0.7, "val": 0.15, "test": 0.15}, "seed": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(sky_server, tmp_path_factory):
+    """(spec catalogue, checkpoint path) of a model trained on the served `test` sky."""
+    from mantis.config import load_config
+    from mantis.fetch import fetch_catalog
+    from mantis.models import train_model
+    from mantis.sky import Universe
+    from mantis.stack import build_dataset
+
+    root = tmp_path_factory.mktemp("predict-integration")
+    spec = Universe.from_config("test", seed=0).spec_catalog().reset_index(drop=True)
+    summary = fetch_catalog(
+        spec, cache_dir=root / "train-cache", endpoint=sky_server, progress=False
+    )
+    assert summary.ok, summary.format()
+    config = {**load_config("build"), **BUILD_OVERRIDES}
+    build_dataset(spec, root / "train-cache", root / "train.h5", config, progress=False)
+    checkpoint = train_model(
+        "configs/train/smoke_early.yaml",
+        root / "train.h5",
+        root / "run",
+        overrides={"trainer.max_epochs": 1},
+    )
+    return spec, checkpoint
+
+
+@pytest.fixture(scope="module")
+def predicted(trained, sky_server, tmp_path_factory):
+    """A user catalogue from both fields (and one bad row), predicted twice through fresh caches."""
+    spec, checkpoint = trained
+    root = tmp_path_factory.mktemp("predict-run")
+    south = spec[spec["dec"] < -30].head(10)
+    north = spec[spec["dec"] >= -30].head(14)
+    catalog = pd.concat([north, south]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    catalog["mag_hint"] = np.arange(len(catalog), dtype=float)
+    bad = pd.DataFrame(
+        {"id": ["bad-dec"], "ra": [10.0], "dec": [95.0], "z": [0.1], "mag_hint": [-1]}
+    )
+    catalog = pd.concat([catalog, bad], ignore_index=True)
+    catalog.to_csv(root / "cat.csv", index=False)
+    outs = []
+    for run in ("first", "second"):
+        out = root / f"{run}.parquet"
+        predict_catalog(
+            root / "cat.csv",
+            out,
+            checkpoint=checkpoint,
+            endpoint=sky_server,
+            cache_dir=root / f"cache-{run}",
+            batch_size=8,
+            progress=False,
+        )
+        outs.append(out)
+    return catalog, checkpoint, root, outs
+
+
+def test_rows_match_the_catalogue_and_densities_are_normalised(predicted):
+    from mantis.models import load_predictor
+
+    catalog, checkpoint, _, (out, _) = predicted
+    df, probs, zgrid = read_predictions(out)
+    assert df["id"].tolist() == catalog["id"].tolist()
+    np.testing.assert_allclose(df["ra"], catalog["ra"])
+    np.testing.assert_allclose(df["mag_hint"], catalog["mag_hint"])
+    assert zgrid == load_predictor(checkpoint).zgrid
+    valid = df["valid"].to_numpy(dtype=bool)
+    assert valid.tolist() == [True] * (len(catalog) - 1) + [False]
+    assert "dec outside" in df["flag"].iloc[-1]
+    np.testing.assert_allclose(probs[valid].sum(axis=1), 1.0, atol=1e-5)
+    assert (probs[valid] >= 0).all() and np.isnan(probs[~valid]).all()
+    # the point estimates agree with the density on the checkpoint's grid
+    np.testing.assert_allclose(df["z_mean"][valid], probs[valid] @ zgrid.centres, rtol=1e-4)
+    assert (df["z_lo68"][valid] <= df["z_median"][valid]).all()
+    assert (df["z_median"][valid] <= df["z_hi68"][valid]).all()
+
+
+def test_coverage_flags_match_the_fetch_manifest(predicted):
+    _, _, root, (out, _) = predicted
+    df, _, _ = read_predictions(out)
+    with closing(sqlite3.connect(root / "cache-first" / "manifest.sqlite")) as db:
+        rows = db.execute("SELECT object_id, survey, status FROM products").fetchall()
+    status = {(obj, survey): s for obj, survey, s in rows}
+    good = df[df["valid"]]
+    for survey in ("galex", "ps1", "unwise"):
+        expected = [status[(i, survey)] == "done" for i in good["id"]]
+        assert good[f"has_{survey}"].tolist() == expected, survey
+    # the `test` sky's southern field lies below dec -30, outside Pan-STARRS1
+    south = good["dec"] < -30
+    assert south.sum() == 10
+    assert not good.loc[south, "has_ps1"].any() and good.loc[~south, "has_ps1"].all()
+    assert "bad-dec" not in {obj for obj, _ in status}  # invalid rows are never fetched
+
+
+def test_second_run_is_byte_identical(predicted):
+    *_, (first, second) = predicted
+    assert (
+        hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
+    )
