@@ -209,3 +209,26 @@ def fill_cache(root, catalog, *, skip=None, ps1_nan_columns=0):
                 files = {".fits": galex_fits(row.ra, row.dec, MAGS)}
             cache.store(row.id, survey_name, files)
     return cache
+
+
+# positions of `isolated_point_sources`, at least 2 arcmin apart on the sky: two in COSMOS
+# (the second one's unWISE cutout straddles the 1500p015 / 1500p030 tile boundary at dec 2.218)
+# and two at dec -45, outside the PS1 footprint
+ISOLATED_POSITIONS = {
+    "centre": (150.10, 2.200),
+    "tile_edge": (150.05, 2.2167),
+    "south": (10.30, -45.00),
+    "south_east": (10.36, -45.03),
+}
+
+
+def isolated_point_sources(seed=0):
+    """Stand-in sky for ``mantis sky serve --config stack_products:isolated_point_sources``."""
+    from mantis.sky.testing import PointSourceUniverse
+    from mantis.surveys import BANDS
+
+    rng = np.random.default_rng(seed)
+    return PointSourceUniverse(
+        (ra, dec, {b.name: float(rng.uniform(15.5, 17.5)) for b in BANDS})
+        for ra, dec in ISOLATED_POSITIONS.values()
+    )
