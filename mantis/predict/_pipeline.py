@@ -8,11 +8,8 @@ as one part file; when all ranks are done, rank 0 merges the parts into the outp
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +24,7 @@ from mantis.predict._catalog_stream import (
     count_rows,
     iter_catalog_chunks,
 )
+from mantis.predict._duplicates import DUPLICATE_REASON, duplicated_rows
 from mantis.predict._parts import PartStore, PredictionError, subtract_intervals
 from mantis.predict._sources import (
     ArraySource,
@@ -34,10 +32,15 @@ from mantis.predict._sources import (
     check_densities,
     coverage_flags,
 )
+from mantis.predict._stages import staged
 from mantis.predict._summary import SUMMARY_COLUMNS, summarise_densities
 from mantis.predict._writers import FORMATS, format_from_path, merge_parts
 
 __all__ = ["PredictSummary", "predict_catalog"]
+
+# Chunks whose cutouts may be downloaded ahead of the one being built: enough to keep the
+# services busy through a slow build, few enough that an interrupted run wastes little.
+FETCH_AHEAD = 2
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class _Job:
     chunk_rows: int
     tta: bool
     progress: bool
+    duplicates: np.ndarray
 
 
 def _file_sha256(path: str) -> str:
@@ -100,42 +104,41 @@ def _pending_runs(job: _Job, rank: int, world: int, done: list[tuple[int, int]])
             yield chunk.iloc[lo - first : hi - first].reset_index(drop=True)
 
 
-def _prepare(run: pd.DataFrame, source: ArraySource) -> tuple:
+def _validated(run: pd.DataFrame, duplicates: np.ndarray) -> tuple:
+    """``(run, valid, reasons)``: the rows' own checks plus ids repeated in other chunks."""
     from mantis.catalog import validate_rows
 
     valid, reasons = validate_rows(run)
-    arrays = source.arrays(run[valid].reset_index(drop=True)) if valid.any() else None
-    return run, valid, reasons, arrays
+    repeated = np.isin(run[ROW_COLUMN].to_numpy(), duplicates)
+    for i in np.flatnonzero(repeated):
+        if DUPLICATE_REASON not in reasons[i]:
+            reasons[i] = f"{reasons[i]}; {DUPLICATE_REASON}" if reasons[i] else DUPLICATE_REASON
+    return run, valid & ~repeated, reasons
 
 
-def _prefetched(runs: Iterator, source: ArraySource) -> Iterator[tuple]:
-    """Prepare run ``k + 1`` in a background thread while the caller works on run ``k``."""
-    handoff: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    finished = object()
+def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> Iterator[tuple]:
+    """``(run, valid, reasons, arrays)`` per run, fetching and building in background threads.
 
-    def produce() -> None:
-        try:
-            for run in runs:
-                if stop.is_set():
-                    return
-                handoff.put(_prepare(run, source))
-            handoff.put(finished)
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            handoff.put(err)
+    A source with separate ``fetch`` and ``build`` gets one thread each, so the download of
+    later runs goes on while earlier ones are built and predicted.
+    """
+    split = callable(getattr(source, "fetch", None)) and callable(getattr(source, "build", None))
 
-    worker = threading.Thread(target=produce, name="mantis-predict-prefetch", daemon=True)
-    worker.start()
-    try:
-        while (item := handoff.get()) is not finished:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.1)
+    def fetch(item: tuple) -> tuple:
+        run, valid, _ = item
+        if split and valid.any():
+            source.fetch(run[valid].reset_index(drop=True))
+        return item
+
+    def build(item: tuple) -> tuple:
+        run, valid, reasons = item
+        if not valid.any():
+            return run, valid, reasons, None
+        rows = run[valid].reset_index(drop=True)
+        return run, valid, reasons, source.build(rows) if split else source.arrays(rows)
+
+    validated = (_validated(run, duplicates) for run in runs)
+    return staged(validated, [(fetch, FETCH_AHEAD), (build, 1)])
 
 
 def _calibrator(predictor: Any):
@@ -189,7 +192,7 @@ def _predict_shard(job: _Job, rank: int, world: int) -> None:
     bar = tqdm(total=todo, unit="obj", desc="predict", disable=not job.progress or rank != 0)
     with bar:
         runs = _pending_runs(job, rank, world, done)
-        for run, valid, reasons, arrays in _prefetched(runs, job.source):
+        for run, valid, reasons, arrays in _prepared(runs, job.source, job.duplicates):
             n_valid = int(valid.sum())
             probs, flags = np.zeros((0, predictor.zgrid.n_bins)), coverage_flags({}, 0)
             if n_valid:
@@ -361,15 +364,18 @@ def predict_catalog(
     if source is None:
         source = CutoutSource(str(cache_dir or "data/cutouts"), endpoint,
                               build_config=_build_config(checkpoint, predictor))  # fmt: skip
-    job = _Job(str(catalog), str(out), fmt, None if checkpoint is None else str(checkpoint),
-               predictor, source, int(batch_size), bool(tta), progress)  # fmt: skip
+    checkpoint = None if checkpoint is None else str(checkpoint)
     fingerprint = (
-        _file_sha256(job.checkpoint) if job.checkpoint is not None
+        _file_sha256(checkpoint) if checkpoint is not None
         else str(getattr(predictor, "fingerprint", type(predictor).__qualname__))
     )  # fmt: skip
-    PartStore(out).open(
+    store = PartStore(out)
+    store.open(
         {"catalog_sha256": catalog_fingerprint(catalog), "checkpoint": fingerprint, "tta": tta}
     )
+    duplicates = duplicated_rows(catalog, n_rows, workdir=store.root)
+    job = _Job(str(catalog), str(out), fmt, checkpoint, predictor, source, int(batch_size),
+               bool(tta), progress, duplicates)  # fmt: skip
     before = sum(hi - lo for lo, hi in PartStore(out).done())
     if devices > 1:
         _run_ranks(job, devices)

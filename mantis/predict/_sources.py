@@ -20,7 +20,12 @@ __all__ = ["ArraySource", "CutoutSource", "check_compatible", "check_densities",
 
 
 class ArraySource(Protocol):
-    """Anything that turns a chunk of valid catalogue rows into `build_objects` arrays."""
+    """Anything that turns a chunk of valid catalogue rows into `build_objects` arrays.
+
+    A source may also have ``fetch(chunk) -> None`` and ``build(chunk) -> arrays`` (as
+    `CutoutSource` does); the pipeline then runs them in separate threads, so that downloading
+    later chunks overlaps building and predicting earlier ones.
+    """
 
     def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
         """Arrays keyed like ``'ps1/image'`` and ``'catalog/has_ps1'`` for the rows of ``chunk``."""
@@ -48,21 +53,30 @@ class CutoutSource:
     surveys: tuple[str, ...] = SURVEY_NAMES
     build_config: dict[str, Any] | None = field(default=None, hash=False)
 
-    def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Fetch then build the arrays for ``chunk``."""
-        from mantis.fetch import CutoutCache, fetch_catalog
-        from mantis.stack import build_objects
+    def fetch(self, chunk: pd.DataFrame) -> None:
+        """Fetch the cutouts of ``chunk`` into the cache (what it holds already is skipped)."""
+        from mantis.fetch import fetch_catalog
 
-        positions = chunk[["id", "ra", "dec"]]
         fetch_catalog(
-            positions,
+            chunk[["id", "ra", "dec"]],
             cache_dir=self.cache_dir,
             surveys=self.surveys,
             endpoint=self.endpoint,
             progress=False,
         )
+
+    def build(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Build the arrays of ``chunk`` from the cache (after `fetch`)."""
+        from mantis.fetch import CutoutCache
+        from mantis.stack import build_objects
+
         with CutoutCache(self.cache_dir) as cache:
-            return build_objects(positions, cache, self.build_config)
+            return build_objects(chunk[["id", "ra", "dec"]], cache, self.build_config)
+
+    def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Fetch then build the arrays for ``chunk``."""
+        self.fetch(chunk)
+        return self.build(chunk)
 
 
 def coverage_flags(arrays: dict[str, np.ndarray], n_rows: int) -> dict[str, np.ndarray]:
