@@ -10,7 +10,7 @@ from mantis.stack.build import (
 from mantis.stack.dataset import DatasetError, DatasetWriter, assign_splits, healpix_cells
 from mantis.stack.ebv import sfd_ebv
 from mantis.stack.grids import EARLY, Grid, TanProjection, grids_from_config, object_projection
-from mantis.stack.reproject_fast import Reprojected, reproject_planes
+from mantis.stack.reproject_fast import Reprojected, reproject_planes, reproject_planes_to_grids
 from mantis.stack.stitch import stitch_tiles
 from mantis.stack.units import Plane, ProductError, read_galex, read_product, read_ps1, read_unwise
 
@@ -36,6 +36,7 @@ __all__ = [
     "read_ps1",
     "read_unwise",
     "reproject_planes",
+    "reproject_planes_to_grids",
     "resolve_build_config",
     "sfd_ebv",
     "stitch_tiles",

@@ -22,7 +22,7 @@ from mantis.exceptions import ConfigError
 from mantis.stack.dataset import DatasetWriter, assign_splits, catalog_hash
 from mantis.stack.ebv import sfd_ebv
 from mantis.stack.grids import EARLY, Grid, grids_from_config, object_projection
-from mantis.stack.reproject_fast import Reprojected, reproject_planes
+from mantis.stack.reproject_fast import Reprojected, reproject_planes_to_grids
 from mantis.stack.stitch import stitch_tiles
 from mantis.stack.units import Plane, ProductError, read_product
 from mantis.surveys import BAND_INDEX, BANDS, SURVEY_NAMES, survey
@@ -120,13 +120,23 @@ def _open_cache(cache):
     return cache
 
 
-def _reproject(planes: list[Plane], targets: list, grid: Grid, cfg: Mapping) -> Reprojected:
+def _reproject(
+    planes: list[Plane], target_sets: list[tuple[list, Grid]], cfg: Mapping
+) -> list[Reprojected]:
+    """Reproject the planes onto each (targets, grid) set; the fast path shares its tables."""
     fraction = float(cfg.get("min_valid_fraction", 0.999))
     if cfg.get("reprojection", "fast") == "reference":
         from mantis.stack.reproject_ref import reproject_planes_reference
 
-        return reproject_planes_reference(planes, targets, grid.shape, min_valid_fraction=fraction)
-    return reproject_planes(planes, targets, grid.shape, min_valid_fraction=fraction)
+        return [
+            reproject_planes_reference(planes, targets, grid.shape, min_valid_fraction=fraction)
+            for targets, grid in target_sets
+        ]
+    return reproject_planes_to_grids(
+        planes,
+        [(targets, grid.shape) for targets, grid in target_sets],
+        min_valid_fraction=fraction,
+    )
 
 
 def _place(
@@ -218,13 +228,14 @@ def build_objects_with_report(
         ra_of = arrays["catalog/ra"]
         dec_of = arrays["catalog/dec"]
         native_targets = [object_projection(ra_of[r], dec_of[r], grid) for r in owners]
-        result = _reproject(planes, native_targets, grid, cfg)
-        keys = [(r, band_names.index(p.band)) for r, p in zip(owners, planes, strict=True)]
-        _place(result, keys, image, valid, ivar)
         early_targets = [object_projection(ra_of[r], dec_of[r], early) for r in owners]
-        result = _reproject(planes, early_targets, early, cfg)
+        native_result, early_result = _reproject(
+            planes, [(native_targets, grid), (early_targets, early)], cfg
+        )
+        keys = [(r, band_names.index(p.band)) for r, p in zip(owners, planes, strict=True)]
+        _place(native_result, keys, image, valid, ivar)
         keys = [(r, BAND_INDEX[p.band]) for r, p in zip(owners, planes, strict=True)]
-        _place(result, keys, early_image, early_valid, None)
+        _place(early_result, keys, early_image, early_valid, None)
         has = valid.any(axis=(1, 2, 3))
         fetched = np.zeros(n, dtype=bool)
         fetched[owners] = True

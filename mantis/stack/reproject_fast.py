@@ -23,9 +23,9 @@ import numpy as np
 from mantis.stack.grids import TanProjection, pixel_to_sky, sky_to_pixel, stack_projections
 from mantis.stack.units import Plane
 
-__all__ = ["Reprojected", "footprint_corners", "reproject_planes"]
+__all__ = ["Reprojected", "footprint_corners", "reproject_planes", "reproject_planes_to_grids"]
 
-_MAX_PLANES_PER_CALL = 48  # bounds the summed-area tables' memory (float64, 3 channels)
+_MAX_PLANES_PER_CALL = 48  # bounds the summed-area tables' memory (float64, <= 3 channels)
 
 
 @dataclass
@@ -83,44 +83,84 @@ def footprint_corners(
     )
     sx, sy = sky_to_pixel(stack_projections(list(sources)), ra, dec)
     fit = np.linalg.pinv(basis(lattice_x, lattice_y))  # (6, 25), the same for every pair
-    corner_x, corner_y = np.meshgrid(np.arange(width + 1) - 0.5, np.arange(height + 1) - 0.5)
-    at_corners = basis(corner_x.ravel(), corner_y.ravel())  # (M, 6)
-    x = (sx @ fit.T) @ at_corners.T
-    y = (sy @ fit.T) @ at_corners.T
-    return x.reshape(n_pairs, height + 1, width + 1), y.reshape(n_pairs, height + 1, width + 1)
+    # the corners form a regular lattice, so the quadratic separates into row and column
+    # terms plus one cross term: a few broadcast passes instead of a (pairs x corners) product
+    u = basis(np.arange(width + 1) - 0.5, np.zeros(width + 1))[:, 1]
+    v = basis(np.zeros(height + 1), np.arange(height + 1) - 0.5)[:, 2]
+
+    def evaluate(values: np.ndarray) -> np.ndarray:
+        c = (values @ fit.T)[:, :, None, None]  # (N, 6, 1, 1)
+        out = c[:, 0] + c[:, 1] * u + c[:, 3] * (u * u)  # (N, 1, W + 1)
+        out = out + (c[:, 2] * v[:, None] + c[:, 5] * (v * v)[:, None])  # (N, H + 1, W + 1)
+        out += c[:, 4] * np.outer(v, u)
+        return out
+
+    return evaluate(sx), evaluate(sy)
 
 
-def _summed_area_tables(planes: Sequence[Plane]) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class _SummedAreaTables:
+    """Running two-dimensional sums of a batch of planes, shared by every target grid.
+
+    Channels: flux, then validity only when some plane has invalid pixels (for the others the
+    covered fraction follows from the plane's bounds), then variance when some plane has it.
+    """
+
+    table: np.ndarray  # (N, C, H + 1, W + 1) float64
+    valid_channel: int | None
+    variance_channel: int | None
+    plane_shapes: np.ndarray  # (N, 2) each plane's own (H, W) before padding
+    has_ivar: np.ndarray  # (N,) bool
+
+
+def _summed_area_tables(planes: Sequence[Plane]) -> _SummedAreaTables:
     height = max(p.shape[0] for p in planes)
     width = max(p.shape[1] for p in planes)
-    # channels: flux, valid[, variance]; padding beyond a plane's own size is invalid
-    n_channels = 3 if any(p.ivar is not None for p in planes) else 2
-    density = np.zeros((len(planes), n_channels, height, width))
-    has_ivar = np.zeros(len(planes), dtype=bool)
-    for n, plane in enumerate(planes):
-        h, w = plane.shape
-        density[n, 0, :h, :w] = plane.flux
-        density[n, 1, :h, :w] = plane.valid
-        if plane.ivar is not None:
-            has_ivar[n] = True
-            good = plane.valid & (plane.ivar > 0)
-            density[n, 2, :h, :w][good] = 1.0 / plane.ivar[good]
+    has_ivar = np.array([p.ivar is not None for p in planes])
+    with_valid = not all(p.valid.all() for p in planes)
+    n_channels = 1 + int(with_valid) + int(has_ivar.any())
+    valid_channel = 1 if with_valid else None
+    variance_channel = n_channels - 1 if has_ivar.any() else None
+    # padding beyond a plane's own size holds no flux and counts as invalid
     table = np.zeros((len(planes), n_channels, height + 1, width + 1))
-    table[:, :, 1:, 1:] = density.cumsum(axis=2).cumsum(axis=3)
-    return table, has_ivar
+    density = table[:, :, 1:, 1:]
+    if len({p.shape for p in planes}) == 1:  # the usual case: one copy per channel
+        density[:, 0] = np.stack([p.flux for p in planes])
+        if valid_channel is not None:
+            density[:, valid_channel] = np.stack([p.valid for p in planes])
+    else:
+        for n, plane in enumerate(planes):
+            h, w = plane.shape
+            density[n, 0, :h, :w] = plane.flux
+            if valid_channel is not None:
+                density[n, valid_channel, :h, :w] = plane.valid
+    for n, plane in enumerate(planes):
+        if plane.ivar is not None:
+            h, w = plane.shape
+            good = plane.valid & (plane.ivar > 0)
+            np.divide(1.0, plane.ivar, out=density[n, variance_channel, :h, :w], where=good)
+    # in place; the zero first row and column make node (k, l) the sum of the pixels below it
+    np.cumsum(density, axis=2, out=density)
+    np.cumsum(density, axis=3, out=density)
+    return _SummedAreaTables(
+        table, valid_channel, variance_channel, np.array([p.shape for p in planes]), has_ivar
+    )
 
 
-def _reproject_batch(
-    planes: Sequence[Plane],
+def _integrate(
+    tables: _SummedAreaTables,
+    sources: Sequence[TanProjection],
     targets: Sequence[TanProjection],
     shape: tuple[int, int],
     min_valid_fraction: float,
 ) -> Reprojected:
+    """Sample the tables over every output pixel's footprint on one set of target grids."""
     import torch
 
-    table, has_ivar = _summed_area_tables(planes)
+    table = tables.table
     t_height, t_width = table.shape[-2] - 1, table.shape[-1] - 1
-    cx, cy = footprint_corners([p.projection for p in planes], targets, shape)
+    n_planes, n_channels = table.shape[:2]
+    cx, cy = footprint_corners(sources, targets, shape)
     # rectangles through the midpoints of the footprints' sides: left/right edges at x_edge
     # (N, H, W + 1), bottom/top edges at y_edge (N, H + 1, W)
     x_edge = 0.5 * (cx[:, :-1, :] + cx[:, 1:, :])
@@ -136,14 +176,16 @@ def _reproject_batch(
         ).sum(axis=0)
     )
     rect_area, quad_area = rect_area[:, None, None], quad_area[:, None, None]
-    # summed-area node k sits at pixel coordinate k - 0.5; normalise for align_corners=True
-    x_edge = (x_edge + 0.5) * (2.0 / t_width) - 1.0
-    y_edge = (y_edge + 0.5) * (2.0 / t_height) - 1.0
-    n_planes, n_channels = table.shape[:2]
-    points = np.empty((n_planes, 4, *shape, 2))
-    for k, (dx, dy) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1))):
-        points[:, k, :, :, 0] = x_edge[:, :, dx : dx + shape[1]]
-        points[:, k, :, :, 1] = y_edge[:, dy : dy + shape[0], :]
+    # summed-area node k sits at pixel coordinate k - 0.5; normalise for align_corners=True;
+    # the four corners of every rectangle, (bottom, top) x (left, right)
+    x_norm = (x_edge + 0.5) * (2.0 / t_width) - 1.0
+    y_norm = (y_edge + 0.5) * (2.0 / t_height) - 1.0
+    points = np.empty((n_planes, 2, 2, *shape, 2))
+    points[:, :, 0, :, :, 0] = x_norm[:, None, :, :-1]
+    points[:, :, 1, :, :, 0] = x_norm[:, None, :, 1:]
+    points[:, 0, :, :, :, 1] = y_norm[:, None, :-1, :]
+    points[:, 1, :, :, :, 1] = y_norm[:, None, 1:, :]
+    # torch only for the sampling: its thread pool does not interleave with numpy work
     sampled = torch.nn.functional.grid_sample(
         torch.from_numpy(table),
         torch.from_numpy(points.reshape(n_planes, 4, -1, 2)),
@@ -151,22 +193,110 @@ def _reproject_batch(
         padding_mode="border",  # clamping the running sum = zero outside the plane
         align_corners=True,
     ).numpy()
-    integral = sampled[:, :, 3] - sampled[:, :, 2] - sampled[:, :, 1] + sampled[:, :, 0]
+    integral = sampled[:, :, 3] - sampled[:, :, 2]
+    integral -= sampled[:, :, 1]
+    integral += sampled[:, :, 0]
     integral = integral.reshape(n_planes, n_channels, *shape)
+    if tables.valid_channel is not None:
+        covered = integral[:, tables.valid_channel]
+    else:  # every pixel of every plane is valid: the overlap with the plane's own bounds
+        left, right = x_edge[:, :, :-1], x_edge[:, :, 1:]
+        bottom, top = y_edge[:, :-1, :], y_edge[:, 1:, :]
+        limits = tables.plane_shapes - 0.5  # (N, 2): top and right bounds
+        inside = (
+            min(left.min(), bottom.min()) >= -0.5
+            and (right.max(axis=(1, 2)) <= limits[:, 1]).all()
+            and (top.max(axis=(1, 2)) <= limits[:, 0]).all()
+        )
+        if not inside:  # clipping is only needed where a grid overhangs its plane
+            high_x, high_y = limits[:, 1, None, None], limits[:, 0, None, None]
+            left, right = np.clip(left, -0.5, high_x), np.clip(right, -0.5, high_x)
+            bottom, top = np.clip(bottom, -0.5, high_y), np.clip(top, -0.5, high_y)
+        covered = (right - left) * (top - bottom)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean_density = integral / rect_area[:, None]
-        fraction = mean_density[:, 1]
-        valid = np.isfinite(fraction) & (fraction >= min_valid_fraction)
-        flux = mean_density[:, 0] * quad_area
+        fraction = covered / rect_area
+        valid = fraction >= min_valid_fraction  # False for NaN
+        flux = np.multiply(integral[:, 0], quad_area / rect_area, dtype=np.float32)
+        flux[~valid] = 0.0
         # sum of (weight x variance) for weights <= 1; exact when an output pixel lies within
         # one input pixel (weight = area ratio) or covers whole input pixels (weight = 1)
-        ivar = np.zeros(flux.shape)
-        if n_channels == 3:
-            variance = mean_density[:, 2] * quad_area * np.minimum(quad_area, 1.0)
-            ivar = np.where(valid & has_ivar[:, None, None] & (variance > 0), 1.0 / variance, 0.0)
-    return Reprojected(
-        np.where(valid, flux, 0.0).astype(np.float32), valid, ivar.astype(np.float32)
-    )
+        ivar = np.zeros(flux.shape, dtype=np.float32)
+        if tables.variance_channel is not None:
+            variance = integral[:, tables.variance_channel] * (
+                quad_area * np.minimum(quad_area, 1.0) / rect_area
+            )
+            known = valid & tables.has_ivar[:, None, None] & (variance > 0)
+            ivar[known] = 1.0 / variance[known]
+    return Reprojected(flux, valid, ivar)
+
+
+def _batch_groups(planes: Sequence[Plane]) -> list[list[int]]:
+    """Group plane indices into batches alike in validity and variance, a few dozen at most.
+
+    Alike planes need the same summed-area channels, so a single plane with a masked edge
+    does not make every plane of its batch carry a validity channel.
+    """
+    groups: dict[tuple[bool, bool], list[int]] = {}
+    for k, plane in enumerate(planes):
+        groups.setdefault((bool(plane.valid.all()), plane.ivar is not None), []).append(k)
+    return [
+        members[start : start + _MAX_PLANES_PER_CALL]
+        for members in groups.values()
+        for start in range(0, len(members), _MAX_PLANES_PER_CALL)
+    ]
+
+
+def reproject_planes_to_grids(
+    planes: Sequence[Plane],
+    grids: Sequence[tuple[Sequence[TanProjection], tuple[int, int]]],
+    *,
+    min_valid_fraction: float = 0.999,
+) -> list[Reprojected]:
+    """Reproject each plane onto several sets of target grids, sharing the per-plane work.
+
+    The summed-area tables of the planes are built once and sampled for every set (for
+    example each survey's native grid and the early-fusion grid).
+
+    Parameters
+    ----------
+    planes : sequence of Plane
+        Input images (any sizes; they are padded to a common size internally).
+    grids : sequence of (targets, shape)
+        Per set, one target `TanProjection` per plane and the output ``(H, W)``.
+    min_valid_fraction : float
+        An output pixel is valid when at least this fraction of its area is covered by valid
+        input pixels.
+
+    Returns
+    -------
+    list of Reprojected
+        One per set, arrays of shape ``(len(planes), H, W)``.
+    """
+    for targets, _ in grids:
+        if len(targets) != len(planes):
+            raise ValueError(f"got {len(planes)} planes but {len(targets)} target projections")
+    outputs = [
+        Reprojected(
+            np.zeros((len(planes), *shape), dtype=np.float32),
+            np.zeros((len(planes), *shape), dtype=bool),
+            np.zeros((len(planes), *shape), dtype=np.float32),
+        )
+        for _, shape in grids
+    ]
+    for members in _batch_groups(planes):
+        batch = [planes[k] for k in members]
+        tables = _summed_area_tables(batch)
+        sources = [plane.projection for plane in batch]
+        for (targets, shape), out in zip(grids, outputs, strict=True):
+            part = _integrate(
+                tables, sources, [targets[k] for k in members], shape, min_valid_fraction
+            )
+            out.image[members], out.valid[members], out.ivar[members] = (
+                part.image,
+                part.valid,
+                part.ivar,
+            )
+    return outputs
 
 
 def reproject_planes(
@@ -195,22 +325,6 @@ def reproject_planes(
     Reprojected
         Arrays of shape ``(len(planes), H, W)``.
     """
-    if len(planes) != len(targets):
-        raise ValueError(f"got {len(planes)} planes but {len(targets)} target projections")
-    if not planes:
-        empty = np.zeros((0, *shape), dtype=np.float32)
-        return Reprojected(empty, empty.astype(bool), empty)
-    parts = [
-        _reproject_batch(
-            planes[start : start + _MAX_PLANES_PER_CALL],
-            targets[start : start + _MAX_PLANES_PER_CALL],
-            shape,
-            min_valid_fraction,
-        )
-        for start in range(0, len(planes), _MAX_PLANES_PER_CALL)
-    ]
-    return Reprojected(
-        np.concatenate([p.image for p in parts]),
-        np.concatenate([p.valid for p in parts]),
-        np.concatenate([p.ivar for p in parts]),
-    )
+    return reproject_planes_to_grids(
+        planes, [(targets, shape)], min_valid_fraction=min_valid_fraction
+    )[0]

@@ -19,7 +19,7 @@ from mantis.stack.grids import (
     sky_to_pixel,
     stack_projections,
 )
-from mantis.stack.reproject_fast import reproject_planes
+from mantis.stack.reproject_fast import reproject_planes, reproject_planes_to_grids
 from mantis.stack.reproject_ref import reproject_planes_reference
 from mantis.stack.stitch import stitch_tiles
 from mantis.stack.units import read_galex, read_ps1, read_unwise
@@ -131,6 +131,11 @@ def test_grid_beyond_the_cutout_is_masked(tmp_path):
     grid = Grid(1.0, 60)
     result = reproject_planes(planes, [object_projection(RA, DEC, grid)] * 2, grid.shape)
     assert not result.valid[:, 0, :].any() and result.valid[:, 30, 30].all()
+    # a wholly valid cutout's coverage comes from its bounds, not a validity table
+    reference = reproject_planes_reference(
+        planes, [object_projection(RA, DEC, grid)] * 2, grid.shape
+    )
+    np.testing.assert_array_equal(result.valid, reference.valid)
 
 
 def test_two_clipped_unwise_tiles_stitch_to_the_whole_source(tmp_path):
@@ -178,3 +183,29 @@ def test_batched_call_equals_one_by_one(tmp_path):
         single = reproject_planes([plane], [targets[k]], EARLY.shape)
         np.testing.assert_allclose(batch.image[k], single.image[0], rtol=1e-5, atol=1e-9)
         np.testing.assert_array_equal(batch.valid[k], single.valid[0])
+
+
+def test_several_grids_share_tables_and_keep_the_order(tmp_path):
+    masked = tmp_path / "m.r.fits"
+    masked.write_bytes(ps1_fits(RA, DEC, 16.0, nan_columns=60))
+    # planes alike in validity and variance are batched together; results keep input order
+    planes = [
+        *_planes(tmp_path, "unwise"),
+        read_ps1(masked),
+        *_planes(tmp_path, "ps1"),
+        *_planes(tmp_path, "galex"),
+    ]
+    native = [object_projection(RA, DEC, NATIVE["galex"])] * len(planes)
+    early = [object_projection(RA, DEC, EARLY)] * len(planes)
+    both = reproject_planes_to_grids(
+        planes, [(native, NATIVE["galex"].shape), (early, EARLY.shape)]
+    )
+    for result, targets, grid in zip(both, (native, early), (NATIVE["galex"], EARLY), strict=True):
+        for k, plane in enumerate(planes):
+            alone = reproject_planes([plane], [targets[k]], grid.shape)
+            np.testing.assert_allclose(result.image[k], alone.image[0], rtol=1e-6, atol=1e-9)
+            np.testing.assert_array_equal(result.valid[k], alone.valid[0])
+            np.testing.assert_allclose(result.ivar[k], alone.ivar[0], rtol=1e-6)
+    assert not both[1].valid[2].all() and both[1].valid[3].all()  # the masked PS1 plane
+    with pytest.raises(ValueError, match="2 target projections"):
+        reproject_planes_to_grids(planes, [(native[:2], (4, 4))])
