@@ -95,7 +95,7 @@ def _simulate_catalog(config: PipelineConfig, run_dir: Path) -> Path:
     return catalog_path
 
 
-def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> None:
+def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> dict[str, int]:
     from mantis.catalog import read_catalog
     from mantis.fetch import fetch_catalog
 
@@ -112,7 +112,10 @@ def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> None:
         )
         print(summary.format(), flush=True)
         if summary.ok:
-            return
+            return {
+                "requests": sum(summary.requests.values()),
+                "products_skipped": sum(summary.skipped.values()),
+            }
     raise FetchError(f"fetching left {summary.n_failed} products failed after two passes")
 
 
@@ -155,7 +158,7 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
             fail_rate=server.get("fail_rate", 0.0),
         ) as base_url,
     ):
-        _fetch(config, catalog_path, base_url)
+        steps = {"fetch": _fetch(config, catalog_path, base_url)}
     dataset_path = run_dir / "dataset.h5"
     with timer.step("build dataset"):
         summary = build_dataset(
@@ -164,7 +167,9 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
             dataset_path,
             config.get("build", {}).get("config", "build"),
         )
-        print(summary, flush=True)
+        steps["build"] = {"built": summary.n_built, "skipped": summary.n_skipped}
+        print(f"   built {summary.n_built} objects, {summary.n_skipped} already in the dataset")
+    _write_json(run_dir / "steps.json", steps)
 
     truth_path = catalog_path.with_name(f"{catalog_path.stem}.truth.parquet")
     split = config.get("evaluate", {}).get("split", "test")

@@ -40,10 +40,13 @@ def test_smoke_pipeline_leaves_a_complete_run(smoke_run):
 
 def test_second_run_reuses_everything(smoke_run):
     config_path, run_dir, _ = smoke_run
-    checkpoint = run_dir / "early" / "checkpoints" / "best.ckpt"
-    stamp = checkpoint.stat().st_mtime_ns
-    dataset = run_dir / "dataset.h5"
-    dataset_stamp = dataset.stat().st_mtime_ns
+    epochs_logged = (run_dir / "early" / "metrics.csv").read_text()
+    finished = (run_dir / "early" / "finished.json").stat().st_mtime_ns
     run_pipeline(config_path)
-    assert checkpoint.stat().st_mtime_ns == stamp  # not retrained
-    assert dataset.stat().st_mtime_ns == dataset_stamp  # not rebuilt
+    steps = json.loads((run_dir / "steps.json").read_text())
+    assert steps["fetch"]["requests"] == 0  # every cutout came from the cache
+    assert steps["fetch"]["products_skipped"] > 0
+    assert steps["build"]["built"] == 0  # the dataset was complete
+    # not retrained: no epoch added to the log, the finished marker untouched
+    assert (run_dir / "early" / "metrics.csv").read_text() == epochs_logged
+    assert (run_dir / "early" / "finished.json").stat().st_mtime_ns == finished

@@ -87,6 +87,7 @@ class MantisDataModule(pl.LightningDataModule):
         self.zgrid = ZGrid(z_min, z_max, n_z)
         self.rows: dict[str, np.ndarray] = {}
         self._noise: dict[str, list[float]] | None = None
+        self._open_datasets: list[H5Dataset] = []
 
     def setup(self, stage: str | None = None) -> None:
         """Index the splits (cheap; safe to call on every process)."""
@@ -131,6 +132,7 @@ class MantisDataModule(pl.LightningDataModule):
         dataset = H5Dataset(
             self.path, self.rows[name], image_groups(self.spec), transform=transform
         )
+        self._open_datasets.append(dataset)
         sampler = None
         if train and self.balance_redshift:
             weights = redshift_balance(self._train_z, self.zgrid, n_bins=self.balance_bins)[0]
@@ -144,6 +146,12 @@ class MantisDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             drop_last=train and len(dataset) > self.batch_size,
         )
+
+    def teardown(self, stage: str | None = None) -> None:
+        """Release the HDF5 handles so that the file can be rewritten in this process."""
+        for dataset in self._open_datasets:
+            dataset.close()
+        self._open_datasets.clear()
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -142,6 +142,13 @@ class H5Dataset(Dataset):
             self._pid = os.getpid()
         return self._file
 
+    def close(self) -> None:
+        """Close this process's file handle (reopened on the next read)."""
+        if self._file is not None:
+            self._file.close()
+        self._file = None
+        self._pid = None
+
     def read_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Read image and valid arrays of file rows ``rows`` (any order, repeats allowed)."""
         unique, inverse = np.unique(rows, return_inverse=True)
