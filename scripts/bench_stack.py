@@ -2,8 +2,9 @@
 
 Synthetic single-band cutouts in each survey's native frame (PS1 with its projection-cell
 tangent point a degree or two away, so the frames are rotated; GALEX and unWISE north-up TAN),
-each holding a bright Gaussian source, are reprojected onto the object-centred native grids and
-the early grid by both paths. Prints a table and writes bench/results/stack.json.
+each holding a bright Gaussian source, are reprojected by both paths onto the object-centred
+native grid, the early grid, and both (as `mantis build` does; the fast path shares its tables
+between the two). Prints a table and writes bench/results/stack.json.
 """
 
 from __future__ import annotations

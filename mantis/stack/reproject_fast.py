@@ -10,7 +10,9 @@ its sides, rescaled to the footprint's true area. The only approximation is that
 whose error is second order in the (here sub-degree to few-degree) rotation between frames.
 
 All planes of a batch go through one `torch.nn.functional.grid_sample` call, and the sky
-transforms are vectorised over planes, so the cost per cutout is a few array passes.
+transforms are vectorised over planes, so the cost per cutout is a few array passes. The tables
+are built once per batch and sampled for every target grid (`reproject_planes_to_grids`: each
+survey's native grid and the early-fusion grid in ``mantis build``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from mantis.stack.units import Plane
 
 __all__ = ["Reprojected", "footprint_corners", "reproject_planes", "reproject_planes_to_grids"]
 
-_MAX_PLANES_PER_CALL = 48  # bounds the summed-area tables' memory (float64, <= 3 channels)
+# working memory of one batch (tables, sample points, samples; float64): about 48 PS1 cutouts
+# onto its native grid, hundreds of GALEX or unWISE ones, so few calls and thread wake-ups
+_BATCH_BYTES = 128 * 2**20
 
 
 @dataclass
@@ -230,20 +234,28 @@ def _integrate(
     return Reprojected(flux, valid, ivar)
 
 
-def _batch_groups(planes: Sequence[Plane]) -> list[list[int]]:
-    """Group plane indices into batches alike in validity and variance, a few dozen at most.
+def _batch_groups(planes: Sequence[Plane], output_pixels: int) -> list[list[int]]:
+    """Group plane indices into batches alike in validity and variance, within `_BATCH_BYTES`.
 
     Alike planes need the same summed-area channels, so a single plane with a masked edge
-    does not make every plane of its batch carry a validity channel.
+    does not make every plane of its batch carry a validity channel. ``output_pixels`` is the
+    largest target grid's pixel count.
     """
     groups: dict[tuple[bool, bool], list[int]] = {}
     for k, plane in enumerate(planes):
         groups.setdefault((bool(plane.valid.all()), plane.ivar is not None), []).append(k)
-    return [
-        members[start : start + _MAX_PLANES_PER_CALL]
-        for members in groups.values()
-        for start in range(0, len(members), _MAX_PLANES_PER_CALL)
-    ]
+    batches = []
+    for (all_valid, has_ivar), members in groups.items():
+        n_channels = 1 + (not all_valid) + has_ivar
+        height = max(planes[k].shape[0] for k in members)
+        width = max(planes[k].shape[1] for k in members)
+        # per plane: its table, 4 corner points (x, y) and 4 samples per channel per pixel
+        per_plane = 8 * (
+            n_channels * (height + 1) * (width + 1) + output_pixels * 4 * (2 + n_channels)
+        )
+        size = max(1, _BATCH_BYTES // per_plane)
+        batches += [members[start : start + size] for start in range(0, len(members), size)]
+    return batches
 
 
 def reproject_planes_to_grids(
@@ -272,6 +284,8 @@ def reproject_planes_to_grids(
     list of Reprojected
         One per set, arrays of shape ``(len(planes), H, W)``.
     """
+    if not grids:
+        return []
     for targets, _ in grids:
         if len(targets) != len(planes):
             raise ValueError(f"got {len(planes)} planes but {len(targets)} target projections")
@@ -283,7 +297,7 @@ def reproject_planes_to_grids(
         )
         for _, shape in grids
     ]
-    for members in _batch_groups(planes):
+    for members in _batch_groups(planes, max(shape[0] * shape[1] for _, shape in grids)):
         batch = [planes[k] for k in members]
         tables = _summed_area_tables(batch)
         sources = [plane.projection for plane in batch]
