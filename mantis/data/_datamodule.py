@@ -49,7 +49,10 @@ class MantisDataModule(pl.LightningDataModule):
     noise_objects : int
         Training objects read to estimate each band's noise.
     seed : int
-        Seed of the balanced sampler.
+        Seed of the balanced sampler and of the training subset.
+    train_fraction : float
+        Use this fraction of the training split (a seeded random subset, the same every run);
+        for learning curves of accuracy against training-set size.
     z_min, z_max, n_z : float, float, int
         The redshift grid (must match the model's).
     """
@@ -66,6 +69,7 @@ class MantisDataModule(pl.LightningDataModule):
         balance_bins: int = 40,
         noise_objects: int = 256,
         seed: int = 0,
+        train_fraction: float = 1.0,
         z_min: float = 0.0,
         z_max: float = 1.6,
         n_z: int = 400,
@@ -84,6 +88,9 @@ class MantisDataModule(pl.LightningDataModule):
         self.balance_bins = balance_bins
         self.noise_objects = noise_objects
         self.seed = seed
+        if not 0.0 < train_fraction <= 1.0:
+            raise DatasetError(f"train_fraction must lie in (0, 1], got {train_fraction!r}")
+        self.train_fraction = train_fraction
         self.zgrid = ZGrid(z_min, z_max, n_z)
         self.rows: dict[str, np.ndarray] = {}
         self._noise: dict[str, list[float]] | None = None
@@ -103,6 +110,11 @@ class MantisDataModule(pl.LightningDataModule):
             dropped = int((in_split & ~usable).sum())
             if dropped:
                 print(f"mantis: {dropped} {name} objects lack a redshift in the grid; left out")
+        if self.train_fraction < 1.0:
+            train = self.rows["train"]
+            keep = max(1, round(self.train_fraction * len(train)))
+            chosen = np.random.default_rng(self.seed).choice(len(train), keep, replace=False)
+            self.rows["train"] = np.sort(train[chosen])
         if len(self.rows["train"]) == 0:
             raise DatasetError(f"dataset {self.path!r} has no training objects with a redshift")
         self._train_z = z[self.rows["train"]]

@@ -103,3 +103,18 @@ def test_datamodule_leaves_out_objects_without_usable_redshift(tmp_path, capsys)
 def test_datamodule_rejects_bad_settings(synthetic_h5):
     with pytest.raises(DatasetError, match="batch_size"):
         MantisDataModule(str(synthetic_h5), batch_size=0)
+
+
+def test_train_fraction_takes_a_fixed_subset_of_the_training_split(synthetic_h5):
+    full = MantisDataModule(str(synthetic_h5))
+    full.setup()
+    half = MantisDataModule(str(synthetic_h5), train_fraction=0.5)
+    half.setup()
+    again = MantisDataModule(str(synthetic_h5), train_fraction=0.5)
+    again.setup()
+    assert len(half.rows["train"]) == round(0.5 * len(full.rows["train"]))
+    assert set(half.rows["train"]) <= set(full.rows["train"])
+    np.testing.assert_array_equal(half.rows["train"], again.rows["train"])
+    np.testing.assert_array_equal(half.rows["val"], full.rows["val"])  # only training shrinks
+    with pytest.raises(DatasetError, match="train_fraction"):
+        MantisDataModule(str(synthetic_h5), train_fraction=0.0)
