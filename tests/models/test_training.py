@@ -163,3 +163,25 @@ def test_late_fusion_smoke_fit_with_balanced_sampler(tmp_path, synthetic_h5):
     assert correction[centres < 1.15].mean() > high.max() + 0.3
     probs = load_predictor(best).predict_dataset(synthetic_h5, split="val")
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["early", "late"])
+def test_default_training_configs_fit_and_validate(tmp_path, synthetic_h5, name):
+    # the configs `make train` uses (smoothed targets, modality dropout, cosine schedule)
+    best = train_model(
+        f"configs/train/{name}.yaml",
+        synthetic_h5,
+        tmp_path / name,
+        overrides={
+            "trainer.max_epochs": 1,
+            "trainer.limit_train_batches": 1,
+            "trainer.enable_progress_bar": False,
+            "data.num_workers": 0,
+        },
+    )
+    rows = (tmp_path / name / "metrics.csv").read_text().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    val_loss = float(first[header.index("val/loss")])
+    assert np.isfinite(val_loss) and val_loss > 0
+    probs = load_predictor(best).predict_dataset(synthetic_h5, split="val")
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
