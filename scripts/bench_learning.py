@@ -48,8 +48,9 @@ def main() -> None:
     args = parser.parse_args()
     run = Path(args.run)
     dataset = run / "dataset.h5"
-    if not (run / "metrics.json").is_file():
-        print(f"bench_learning: no finished run in {run}; run `make train` first (skipped)")
+    reference = run / "early" / "evaluation" / "metrics.json"
+    if not reference.is_file():
+        print(f"bench_learning: no evaluated early model in {run}; run `make train` first")
         return
     config = REPO / "configs" / "train" / "early.yaml"
     with h5py.File(dataset, "r") as h5:
@@ -83,7 +84,7 @@ def main() -> None:
         "with_dropout": rows[-1],
         "without_dropout": _score(no_dropout, dataset, run / "learning_eval_no_dropout"),
     }
-    baselines = json.loads((run / "metrics.json").read_text())["early"].get("baselines", {})
+    baselines = json.loads(reference.read_text()).get("baselines", {})
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
