@@ -47,8 +47,10 @@ def build_parser(verbs: list[str] | None = None) -> argparse.ArgumentParser:
     for verb in verbs or list(VERBS):
         try:
             module = _load(verb)
-        except ModuleNotFoundError:
-            continue  # a verb whose room is not installed
+        except ModuleNotFoundError as err:
+            if err.name != f"mantis.cli.{VERBS[verb]}":
+                raise  # a verb module that exists but lacks a dependency must say so
+            continue
         module.register(sub)
     return parser
 
