@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from mantis.evaluate import evaluate_densities, fit_calibration, pit_statistics, score_densities
-from mantis.evaluate.calibration import Calibration
-from mantis.evaluate.summary import _bootstrap_once
+from mantis.evaluate._calibration import Calibration
+from mantis.evaluate._summary import _bootstrap_once
 from mantis.zgrid import ZGrid
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "calibrate.json"

@@ -96,7 +96,7 @@ def bench_server(
 
     import aiohttp
 
-    from mantis.sky.coverage import ps1_skycell_at
+    from mantis.sky._coverage import ps1_skycell_at
     from mantis.sky.testing import running_server
 
     def requests(offset: int) -> list[tuple[str, dict]]:

@@ -1,6 +1,6 @@
 """The ``mantis`` command: thin wrappers over the library.
 
-Each verb lives in its own module ``mantis/cli/<verb>.py`` with two functions,
+Each verb lives in its own module ``mantis/cli/_<verb>.py`` with two functions,
 ``register(subparsers)`` adding its parser and ``run(args) -> int``. Modules import heavy
 libraries (torch, galsim, ...) inside ``run`` only, so ``mantis --help`` and ``mantis fetch``
 start fast.
@@ -19,15 +19,15 @@ __all__ = ["main"]
 
 # verb -> module under mantis.cli; 'train' hands its arguments to LightningCLI unparsed.
 VERBS: dict[str, str] = {
-    "sky": "sky",
-    "fetch": "fetch",
-    "build": "build",
-    "show": "show",
-    "train": "train",
-    "evaluate": "evaluate",
-    "predict": "predict",
-    "priors": "priors",
-    "pipeline": "pipeline",
+    "sky": "_sky",
+    "fetch": "_fetch",
+    "build": "_build",
+    "show": "_show",
+    "train": "_train",
+    "evaluate": "_evaluate",
+    "predict": "_predict",
+    "priors": "_priors",
+    "pipeline": "_pipeline",
 }
 PASSTHROUGH_VERBS = {"train"}
 

@@ -4,9 +4,8 @@ Heavy pieces (plots, baselines, the report) are imported from their modules on d
 ``import mantis.evaluate`` stays light.
 """
 
-from mantis.evaluate._validate import EvaluationError
-from mantis.evaluate.calibration import Calibration, fit_calibration
-from mantis.evaluate.metrics import (
+from mantis.evaluate._calibration import Calibration, fit_calibration
+from mantis.evaluate._metrics import (
     cdf_quantiles,
     coverage,
     density_metrics,
@@ -17,8 +16,9 @@ from mantis.evaluate.metrics import (
     residuals,
     score_densities,
 )
-from mantis.evaluate.run import evaluate_run
-from mantis.evaluate.summary import evaluate_densities, summarise_scores
+from mantis.evaluate._run import evaluate_run
+from mantis.evaluate._summary import evaluate_densities, summarise_scores
+from mantis.evaluate._validate import EvaluationError
 
 __all__ = [
     "Calibration",

@@ -1,12 +1,12 @@
 """Cutout fetchers for GALEX, Pan-STARRS1 and unWISE, their shared client and cache."""
 
-from mantis.fetch.base import CutoutFetcher, PlannedRequest, Product, SkyObject, cutout_pixels
-from mantis.fetch.cache import CutoutCache, object_shard
-from mantis.fetch.client import ClientSettings, HttpClient, RequestFailedError
-from mantis.fetch.galex import GalexFetcher
-from mantis.fetch.panstarrs import PanStarrsFetcher
-from mantis.fetch.runner import FETCHERS, FetchSummary, fetch_catalog, make_fetchers
-from mantis.fetch.unwise import UnwiseFetcher
+from mantis.fetch._base import CutoutFetcher, PlannedRequest, Product, SkyObject, cutout_pixels
+from mantis.fetch._cache import CutoutCache, object_shard
+from mantis.fetch._client import ClientSettings, HttpClient, RequestFailedError
+from mantis.fetch._galex import GalexFetcher
+from mantis.fetch._panstarrs import PanStarrsFetcher
+from mantis.fetch._runner import FETCHERS, FetchSummary, fetch_catalog, make_fetchers
+from mantis.fetch._unwise import UnwiseFetcher
 
 __all__ = [
     "FETCHERS",

@@ -144,7 +144,7 @@ def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> It
 def _calibrator(predictor: Any):
     if not getattr(predictor, "calibration", None):
         return None
-    from mantis.evaluate.calibration import Calibration
+    from mantis.evaluate._calibration import Calibration
 
     calibration = Calibration.from_dict(predictor.calibration)
     if calibration.zgrid != predictor.zgrid:

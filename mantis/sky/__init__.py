@@ -5,6 +5,6 @@ Importing this package is cheap; GalSim, SkyPy and the filter curves load on fir
 
 from __future__ import annotations
 
-from mantis.sky.universe import Universe, default_cache_dir, write_catalog
+from mantis.sky._universe import Universe, default_cache_dir, write_catalog
 
 __all__ = ["Universe", "default_cache_dir", "write_catalog"]

@@ -88,11 +88,11 @@ async def serving_in_process(universe: Any, **settings: Any) -> AsyncIterator[st
     """Serve ``universe`` from this process's event loop (threads render); yield the base URL.
 
     Faster to start than `running_server` and accepts any universe object (for example a
-    `PointSourceUniverse`); ``settings`` are `mantis.sky.server.ServerSettings` fields.
+    `PointSourceUniverse`); ``settings`` are `mantis.sky._server.ServerSettings` fields.
     """
     from aiohttp import web
 
-    from mantis.sky.server import SHUTDOWN_TIMEOUT_S, ServerSettings, create_app
+    from mantis.sky._server import SHUTDOWN_TIMEOUT_S, ServerSettings, create_app
 
     settings.setdefault("executor", "thread")
     app = create_app(ServerSettings(**settings), universe=universe)

@@ -1,18 +1,18 @@
 """Units, masks, reprojection, E(B-V) and the HDF5 dataset: raw cutouts to training arrays."""
 
-from mantis.stack.build import (
+from mantis.stack._build import (
     BuildSummary,
     build_dataset,
     build_objects,
     build_objects_with_report,
     resolve_build_config,
 )
-from mantis.stack.dataset import DatasetError, DatasetWriter, assign_splits, healpix_cells
-from mantis.stack.ebv import sfd_ebv
-from mantis.stack.grids import EARLY, Grid, TanProjection, grids_from_config, object_projection
-from mantis.stack.reproject_fast import Reprojected, reproject_planes, reproject_planes_to_grids
-from mantis.stack.stitch import stitch_tiles
-from mantis.stack.units import Plane, ProductError, read_galex, read_product, read_ps1, read_unwise
+from mantis.stack._dataset import DatasetError, DatasetWriter, assign_splits, healpix_cells
+from mantis.stack._ebv import sfd_ebv
+from mantis.stack._grids import EARLY, Grid, TanProjection, grids_from_config, object_projection
+from mantis.stack._reproject_fast import Reprojected, reproject_planes, reproject_planes_to_grids
+from mantis.stack._stitch import stitch_tiles
+from mantis.stack._units import Plane, ProductError, read_galex, read_product, read_ps1, read_unwise
 
 __all__ = [
     "EARLY",

@@ -8,7 +8,7 @@ import pytest
 from scipy.optimize import nnls
 
 from mantis.evaluate import EvaluationError, point_metrics
-from mantis.evaluate.baselines import (
+from mantis.evaluate._baselines import (
     TabularBaseline,
     _nnls_chi2,
     _prepare_photometry,
@@ -17,7 +17,7 @@ from mantis.evaluate.baselines import (
     template_fit,
     template_flux_grid,
 )
-from mantis.evaluate.metrics import point_estimates
+from mantis.evaluate._metrics import point_estimates
 from mantis.surveys import BANDS, nanomaggies_to_mag
 from mantis.zgrid import ZGrid
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mantis.evaluate import EvaluationError, density_metrics, point_metrics
-from mantis.evaluate.calibration import Calibration, fit_calibration
-from mantis.evaluate.metrics import point_estimates
+from mantis.evaluate._calibration import Calibration, fit_calibration
+from mantis.evaluate._metrics import point_estimates
 from mantis.evaluate.testing import synthetic_model
 from mantis.zgrid import ZGrid
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mantis.evaluate import EvaluationError
-from mantis.evaluate.photometry import aperture_photometry
+from mantis.evaluate._photometry import aperture_photometry
 from mantis.surveys import band, survey
 
 

@@ -16,7 +16,7 @@ from matplotlib import image as mpimg
 
 from mantis.cli import main
 from mantis.evaluate import Calibration, EvaluationError, evaluate_run
-from mantis.evaluate.baselines import template_flux_grid
+from mantis.evaluate._baselines import template_flux_grid
 from mantis.evaluate.testing import gaussian_probs
 from mantis.surveys import BANDS, nanomaggies_to_mag
 from mantis.zgrid import ZGrid

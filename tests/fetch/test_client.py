@@ -9,7 +9,7 @@ import pytest
 
 from mantis.exceptions import ConfigError, NoCoverageError
 from mantis.fetch import ClientSettings, HttpClient, RequestFailedError
-from mantis.fetch.validate import check_fits
+from mantis.fetch._validate import check_fits
 
 
 def _get(settings, url, **kwargs):

@@ -18,7 +18,7 @@ import yaml
 from astropy.io import fits
 
 from mantis.fetch import CutoutCache, fetch_catalog
-from mantis.sky.coverage import galex_pointings_near
+from mantis.sky._coverage import galex_pointings_near
 from mantis.sky.testing import running_server
 
 SIZE_ARCSEC = 20.0  # small cutouts keep the server's rendering cheap

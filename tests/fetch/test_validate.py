@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mantis.fetch.galex import galex_cube_is_empty
-from mantis.fetch.panstarrs import check_ps1_cutout, parse_filenames_table
-from mantis.fetch.validate import InvalidBodyError, check_fits, check_unwise_tar, fits_image
+from mantis.fetch._galex import galex_cube_is_empty
+from mantis.fetch._panstarrs import check_ps1_cutout, parse_filenames_table
+from mantis.fetch._validate import InvalidBodyError, check_fits, check_unwise_tar, fits_image
 
 
 def _two_hdus() -> bytes:

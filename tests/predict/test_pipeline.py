@@ -223,7 +223,7 @@ def test_unknown_output_extension_is_named(catalog, tmp_path):
 
 
 def test_recalibration_from_the_checkpoint_is_applied_and_flagged(catalog, tmp_path):
-    from mantis.evaluate.calibration import Calibration, fit_calibration
+    from mantis.evaluate._calibration import Calibration, fit_calibration
 
     ok, raw = expected_probs(catalog)
     truth = StandInPredictor().zgrid.centres[np.argmax(raw, axis=1)] + 0.05  # biased network
@@ -237,7 +237,7 @@ def test_recalibration_from_the_checkpoint_is_applied_and_flagged(catalog, tmp_p
 
 
 def test_recalibration_on_another_grid_is_refused(catalog, tmp_path):
-    from mantis.evaluate.calibration import fit_calibration
+    from mantis.evaluate._calibration import fit_calibration
 
     grid = ZGrid(0.0, 1.6, 200)
     probs = np.full((50, 200), 1 / 200)

@@ -7,8 +7,8 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from mantis.sky import coverage
-from mantis.sky.coverage import (
+from mantis.sky import _coverage as coverage
+from mantis.sky._coverage import (
     PS1_SKYCELL_MARGIN,
     PS1_SUBCELL_PIXELS,
     galex_coverage_mask,
@@ -18,7 +18,7 @@ from mantis.sky.coverage import (
     unwise_tile,
     unwise_tiles_near,
 )
-from mantis.sky.formats import _tan_cd_header
+from mantis.sky._formats import _tan_cd_header
 
 RNG_POSITIONS = np.random.default_rng(7)
 POSITIONS = [

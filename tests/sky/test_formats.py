@@ -12,8 +12,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from mantis.exceptions import NoCoverageError
-from mantis.sky.coverage import PS1_CDELT, ps1_skycell_at, unwise_tiles_near
-from mantis.sky.formats import (
+from mantis.sky._coverage import PS1_CDELT, ps1_skycell_at, unwise_tiles_near
+from mantis.sky._formats import (
     PS1_FILENAMES_HEADER,
     UNWISE_FILE_TYPES,
     galex_cutout,

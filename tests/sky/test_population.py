@@ -8,7 +8,7 @@ import pytest
 
 from mantis.exceptions import CatalogError, ConfigError
 from mantis.sky import Universe, write_catalog
-from mantis.sky.population import field_area_deg2, generate_population
+from mantis.sky._population import field_area_deg2, generate_population
 from mantis.surveys import BANDS
 
 pytestmark = pytest.mark.filterwarnings(

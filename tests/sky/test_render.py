@@ -87,7 +87,7 @@ def test_point_source_lands_where_the_wcs_says(bright_universe, band_name, rotat
 def test_analytic_psf_matches_galsim_drawing(bright_universe, band_name, rotation):
     import galsim
 
-    from mantis.sky.render import local_jacobian, psf_profile
+    from mantis.sky._render import local_jacobian, psf_profile
 
     scale, n = native(band_name)
     n = 41

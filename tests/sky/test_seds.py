@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mantis.sky.seds import LF_FILTER, galaxy_magnitudes, star_colours
+from mantis.sky._seds import LF_FILTER, galaxy_magnitudes, star_colours
 from mantis.surveys import BAND_INDEX, BANDS
 
 pytestmark = pytest.mark.filterwarnings(

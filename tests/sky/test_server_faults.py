@@ -16,8 +16,8 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 from mantis.cli import main
 from mantis.exceptions import ConfigError
-from mantis.sky.coverage import ps1_skycell_at
-from mantis.sky.faults import FAULT_KINDS, MAX_FAULTY_ATTEMPTS, FaultPlan, parse_fault_kinds
+from mantis.sky._coverage import ps1_skycell_at
+from mantis.sky._faults import FAULT_KINDS, MAX_FAULTY_ATTEMPTS, FaultPlan, parse_fault_kinds
 from mantis.sky.testing import point_source_universe, serving_in_process
 
 SKY = point_source_universe(seed=0)

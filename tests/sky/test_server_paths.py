@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from mantis.sky.coverage import ps1_skycell_at
-from mantis.sky.formats import PS1_FILENAMES_HEADER
+from mantis.sky._coverage import ps1_skycell_at
+from mantis.sky._formats import PS1_FILENAMES_HEADER
 from mantis.sky.testing import point_source_universe, serving_in_process
 
 SKY = point_source_universe(seed=0)

@@ -13,7 +13,7 @@ import aiohttp
 import numpy as np
 from astropy.io import fits
 
-from mantis.sky.coverage import ps1_skycell_at
+from mantis.sky._coverage import ps1_skycell_at
 from mantis.sky.testing import running_server
 
 CELL = ps1_skycell_at(150.1, 2.2)

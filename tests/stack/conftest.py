@@ -25,7 +25,7 @@ def small_catalog():
 @pytest.fixture
 def test_config():
     """The shipped build config with small chunks so that resume is exercised."""
-    from mantis.stack.build import resolve_build_config
+    from mantis.stack._build import resolve_build_config
 
     cfg = resolve_build_config("build")
     cfg["chunk_objects"] = 3

@@ -185,7 +185,7 @@ MAGS = {
 
 def fill_cache(root, catalog, *, skip=None, ps1_nan_columns=0):
     """A CutoutCache holding every product of every object (``skip``: {(id, survey): status})."""
-    from mantis.fetch.cache import CutoutCache
+    from mantis.fetch._cache import CutoutCache
 
     skip = skip or {}
     cache = CutoutCache(root)

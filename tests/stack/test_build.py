@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from stack_products import MAGS, fill_cache
 
-import mantis.stack.build as build_module
+import mantis.stack._build as build_module
 from mantis.cli import main
 from mantis.exceptions import ConfigError
-from mantis.stack.build import build_dataset, build_objects
-from mantis.stack.dataset import DatasetError, assign_splits, healpix_cells
+from mantis.stack._build import build_dataset, build_objects
+from mantis.stack._dataset import DatasetError, assign_splits, healpix_cells
 from mantis.surveys import BANDS, SURVEYS
 
 

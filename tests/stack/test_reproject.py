@@ -12,17 +12,17 @@ from stack_products import (
     unwise_tile_members,
 )
 
-from mantis.stack.grids import (
+from mantis.stack._grids import (
     Grid,
     object_projection,
     pixel_to_sky,
     sky_to_pixel,
     stack_projections,
 )
-from mantis.stack.reproject_fast import reproject_planes, reproject_planes_to_grids
-from mantis.stack.reproject_ref import reproject_planes_reference
-from mantis.stack.stitch import stitch_tiles
-from mantis.stack.units import read_galex, read_ps1, read_unwise
+from mantis.stack._reproject_fast import reproject_planes, reproject_planes_to_grids
+from mantis.stack._reproject_ref import reproject_planes_reference
+from mantis.stack._stitch import stitch_tiles
+from mantis.stack._units import read_galex, read_ps1, read_unwise
 
 # high declination so that the PS1 projection-cell frame is rotated about a degree from north
 RA, DEC = 210.4, 58.3
@@ -99,7 +99,7 @@ def test_object_grid_is_north_up_and_centred():
 def test_tan_transforms_match_astropy():
     projection = object_projection(RA, DEC, Grid(2.75, 16))
     header = tan_cd_header((RA - 0.6, DEC + 0.4), (900.3, -40.0), 2.75, 10, 10)
-    from mantis.stack.grids import TanProjection
+    from mantis.stack._grids import TanProjection
 
     other = TanProjection.from_header(header)
     x = np.array([[-0.5, 3.2, 15.5]])

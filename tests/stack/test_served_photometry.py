@@ -26,8 +26,8 @@ from stack_products import ISOLATED_POSITIONS, isolated_point_sources
 from mantis.fetch import CutoutCache, fetch_catalog
 from mantis.sky import Universe
 from mantis.sky.testing import running_server, serving_in_process
-from mantis.stack.build import build_dataset, resolve_build_config
-from mantis.stack.grids import EARLY
+from mantis.stack._build import build_dataset, resolve_build_config
+from mantis.stack._grids import EARLY
 from mantis.surveys import BAND_INDEX, BANDS, SURVEYS, band, nanomaggies_to_mag
 
 APERTURE_ARCSEC = 14.0  # > 5 sigma of the widest PSF (W2), inside the smallest grid (32")

@@ -6,8 +6,8 @@ import pytest
 from astropy.io import fits
 from stack_products import _aips_wcs, galex_fits, ps1_fits, ps1_header, unwise_tar
 
-from mantis.stack.grids import TanProjection, pixel_to_sky, stack_projections
-from mantis.stack.units import ProductError, read_galex, read_ps1, read_unwise
+from mantis.stack._grids import TanProjection, pixel_to_sky, stack_projections
+from mantis.stack._units import ProductError, read_galex, read_ps1, read_unwise
 
 
 def _mag(total):

@@ -13,14 +13,14 @@ import pandas as pd
 
 from mantis.config import config_hash, load_config
 from mantis.exceptions import CatalogError, ConfigError, MantisError
-from mantis.sky.population import generate_population, validate_sky_config
+from mantis.sky._population import generate_population, validate_sky_config
 from mantis.surveys import BANDS
 from mantis.surveys import band as get_band
 
 if TYPE_CHECKING:
     from astropy.wcs import WCS
 
-    from mantis.sky.render import SkyRenderer
+    from mantis.sky._render import SkyRenderer
 
 __all__ = ["POPULATION_VERSION", "Universe", "default_cache_dir", "write_catalog"]
 
@@ -61,7 +61,7 @@ class Universe:
     Parameters
     ----------
     sources : pandas.DataFrame
-        One row per source with `mantis.sky.population.SOURCE_COLUMNS`.
+        One row per source with `mantis.sky._population.SOURCE_COLUMNS`.
     seed : int
         Seed of the PSF pattern and of the pixel noise.
     config : dict or None
@@ -135,7 +135,7 @@ class Universe:
         CatalogError
             If the file cannot be read or a column is missing or out of range.
         """
-        from mantis.sky.catalog_input import sources_from_table
+        from mantis.sky._catalog_input import sources_from_table
 
         return cls(sources_from_table(path), seed=seed, config=None)
 
@@ -176,21 +176,21 @@ class Universe:
     def renderer(self) -> SkyRenderer:
         """The `SkyRenderer` over these sources (built on first use)."""
         if self._renderer is None:
-            from mantis.sky.render import SkyRenderer
+            from mantis.sky._render import SkyRenderer
 
             self._renderer = SkyRenderer(self._sources, seed=self.seed)
         return self._renderer
 
     def psf_fwhm(self, band: str, ra: float, dec: float) -> float:
         """PSF FWHM in arcsec of ``band`` at (ra, dec); PS1 seeing varies over the sky."""
-        from mantis.sky.render import psf_fwhm
+        from mantis.sky._render import psf_fwhm
 
         _check_band(band)
         return psf_fwhm(band, float(ra), float(dec), self.seed)
 
     def noise_sigma(self, band: str, wcs: WCS, shape: tuple[int, int]) -> float:
         """Per-pixel 1-sigma noise (AB nanomaggies) that `render` adds for this request."""
-        from mantis.sky.render import local_jacobian
+        from mantis.sky._render import local_jacobian
 
         _check_band(band)
         jac, ra, dec = local_jacobian(wcs, tuple(shape))

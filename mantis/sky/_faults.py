@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from mantis.exceptions import ConfigError
-from mantis.sky.coverage import stable_uniform
+from mantis.sky._coverage import stable_uniform
 
 __all__ = [
     "FAULT_KINDS",

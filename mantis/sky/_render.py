@@ -4,7 +4,7 @@ Each source is drawn once per request and band as a small stamp at its exact sub
 (through the request's WCS), convolved with the band's PSF, and added into the image. Bright
 resolved galaxies go through GalSim's FFT convolution of their bulge + disk Sersic profiles
 (n = 4 and 1: few distinct indices keep GalSim's tables cached); stars, compact and faint
-galaxies are drawn in one vectorised pass by `mantis.sky.analytic`. The PSF
+galaxies are drawn in one vectorised pass by `mantis.sky._analytic`. The PSF
 is the *effective* PSF (optics, atmosphere and pixel response together), so stamps are drawn
 with ``method='no_pixel'``: the FWHM measured on a rendered star equals `psf_fwhm`. Sky noise is
 white Gaussian with the per-pixel sigma that gives a point source at the band's 5-sigma depth a
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mantis.exceptions import MantisError
-from mantis.sky.analytic import FWHM_PER_SIGMA, add_profiles
+from mantis.sky._analytic import FWHM_PER_SIGMA, add_profiles
 from mantis.surveys import BANDS, mag_to_nanomaggies
 from mantis.surveys import band as get_band
 
@@ -130,7 +130,7 @@ class SkyRenderer:
     ----------
     sources : pandas.DataFrame
         Columns ``ra, dec, kind, mag_<band>`` and the morphology columns of
-        `mantis.sky.population.SOURCE_COLUMNS`.
+        `mantis.sky._population.SOURCE_COLUMNS`.
     seed : int
         Seed of the PSF pattern and of the noise.
     """

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from mantis.evaluate._calibration import Calibration, fit_calibration
+from mantis.evaluate._metrics import score_densities
+from mantis.evaluate._summary import evaluate_densities
 from mantis.evaluate._validate import EvaluationError
-from mantis.evaluate.calibration import Calibration, fit_calibration
-from mantis.evaluate.metrics import score_densities
-from mantis.evaluate.summary import evaluate_densities
 from mantis.exceptions import MantisWarning
 from mantis.surveys import BANDS, nanomaggies_to_mag
 
@@ -211,7 +211,7 @@ def evaluate_run(
         "baselines": {k: _flat(v) for k, v in results.items() if not k.startswith("network")},
         "results": results,
     }
-    from mantis.evaluate.report import write_json, write_report
+    from mantis.evaluate._report import write_json, write_report
 
     figures = _figures(out_dir, densities, z_spec, mag, zgrid, results) if plots else {}
     write_json(metrics, out_dir / "metrics.json")
@@ -245,12 +245,12 @@ def _baselines(
     """Baseline densities of the scored objects, and their r aperture magnitudes."""
     import pandas as pd
 
-    from mantis.evaluate.baselines import (
+    from mantis.evaluate._baselines import (
         TabularBaseline,
         oracle_photometry,
         template_fit,
     )
-    from mantis.evaluate.photometry import dataset_photometry
+    from mantis.evaluate._photometry import dataset_photometry
 
     names = [b.name for b in BANDS]
     table: dict[str, Any] = {}
@@ -300,7 +300,7 @@ def _figures(
     zgrid: Any,
     results: dict[str, dict[str, Any]],
 ) -> dict[str, str]:
-    from mantis.evaluate import plots
+    from mantis.evaluate import _plots as plots
 
     raw, calibrated = densities["network"], densities["network recalibrated"]
     scores = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mantis.evaluate.metrics import OUTLIER_THRESHOLD_CNN, OUTLIER_THRESHOLD_FIXED, residuals
+from mantis.evaluate._metrics import OUTLIER_THRESHOLD_CNN, OUTLIER_THRESHOLD_FIXED, residuals
 from mantis.zgrid import ZGrid
 
 __all__ = [

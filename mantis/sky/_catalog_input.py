@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mantis.exceptions import CatalogError
-from mantis.sky.population import SOURCE_COLUMNS
+from mantis.sky._population import SOURCE_COLUMNS
 from mantis.surveys import BANDS
 
 __all__ = ["read_source_table", "sources_from_table"]

@@ -23,12 +23,12 @@ import pandas as pd
 from mantis.catalog import default_ids, read_catalog, validate_rows
 from mantis.config import load_config
 from mantis.exceptions import CatalogError, ConfigError, FetchError
-from mantis.fetch.base import CutoutFetcher, SkyObject
-from mantis.fetch.cache import CutoutCache
-from mantis.fetch.client import ClientSettings, HttpClient
-from mantis.fetch.galex import GalexFetcher
-from mantis.fetch.panstarrs import PanStarrsFetcher
-from mantis.fetch.unwise import UnwiseFetcher
+from mantis.fetch._base import CutoutFetcher, SkyObject
+from mantis.fetch._cache import CutoutCache
+from mantis.fetch._client import ClientSettings, HttpClient
+from mantis.fetch._galex import GalexFetcher
+from mantis.fetch._panstarrs import PanStarrsFetcher
+from mantis.fetch._unwise import UnwiseFetcher
 
 __all__ = [
     "FETCHERS",

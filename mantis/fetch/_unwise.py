@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from mantis.exceptions import NoCoverageError
-from mantis.fetch.base import CutoutFetcher, PlannedRequest, Product, SkyObject
-from mantis.fetch.client import HttpClient
-from mantis.fetch.validate import check_unwise_tar
+from mantis.fetch._base import CutoutFetcher, PlannedRequest, Product, SkyObject
+from mantis.fetch._client import HttpClient
+from mantis.fetch._validate import check_unwise_tar
 
 __all__ = ["UnwiseFetcher"]
 

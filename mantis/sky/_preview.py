@@ -113,7 +113,7 @@ def draw_preview(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mantis.sky.server import load_universe
+    from mantis.sky._server import load_universe
 
     universe = load_universe(config, seed)
     objects = pick_objects(universe, n_objects)

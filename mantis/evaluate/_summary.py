@@ -6,8 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mantis.evaluate._validate import EvaluationError
-from mantis.evaluate.metrics import (
+from mantis.evaluate._metrics import (
     POINT_ESTIMATORS,
     _density_summary,
     _point_summary,
@@ -17,6 +16,7 @@ from mantis.evaluate.metrics import (
     residuals,
     score_densities,
 )
+from mantis.evaluate._validate import EvaluationError
 from mantis.zgrid import ZGrid
 
 __all__ = ["MIN_OBJECTS_PER_SLICE", "evaluate_densities", "summarise_scores"]

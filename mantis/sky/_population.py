@@ -173,7 +173,7 @@ def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
     )
     from skypy.galaxies.spectrum import dirichlet_coefficients
 
-    from mantis.sky.seds import galaxy_magnitudes
+    from mantis.sky._seds import galaxy_magnitudes
 
     area = field_area_deg2(field) * u.deg**2
     zgrid = np.linspace(0.01, cfg["z_max"], 120)
@@ -227,7 +227,7 @@ def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
 def _stars(cfg, field, k, seed) -> pd.DataFrame:
     from astropy.coordinates import SkyCoord
 
-    from mantis.sky.seds import star_colours
+    from mantis.sky._seds import star_colours
 
     star_cfg = cfg["stars"]
     rng = np.random.default_rng(_seed(seed, k, "stars"))

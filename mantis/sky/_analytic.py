@@ -5,7 +5,7 @@ are drawn as the band's PSF stretched to the second moments of galaxy + PSF. Tho
 have closed forms, so all of them are evaluated at once in NumPy at the pixel centres (what
 GalSim's ``method='no_pixel'`` does for one profile at a time), which is what makes a nine-band
 set cost tens of milliseconds. Resolved, bright galaxies still go through GalSim's FFT
-convolution in `mantis.sky.render`.
+convolution in `mantis.sky._render`.
 """
 
 from __future__ import annotations

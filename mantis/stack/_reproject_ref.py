@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mantis.stack.grids import TanProjection
-from mantis.stack.reproject_fast import Reprojected
-from mantis.stack.units import Plane
+from mantis.stack._grids import TanProjection
+from mantis.stack._reproject_fast import Reprojected
+from mantis.stack._units import Plane
 
 __all__ = ["reproject_planes_reference"]
 
@@ -38,7 +38,7 @@ def reproject_planes_reference(
 ) -> Reprojected:
     """Reproject each plane onto its target grid with `reproject.reproject_exact`.
 
-    Same parameters and result as `mantis.stack.reproject_fast.reproject_planes`.
+    Same parameters and result as `mantis.stack._reproject_fast.reproject_planes`.
     """
     from reproject import reproject_exact
 

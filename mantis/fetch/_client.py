@@ -22,7 +22,7 @@ import aiohttp
 
 from mantis import __version__
 from mantis.exceptions import ConfigError, FetchError, NoCoverageError
-from mantis.fetch.validate import InvalidBodyError
+from mantis.fetch._validate import InvalidBodyError
 
 __all__ = ["ClientSettings", "ClientStats", "HttpClient", "Reply", "RequestFailedError"]
 

@@ -5,7 +5,7 @@ Paths, parameters, formats and failure behaviour follow the real services (see
 ``/cgi-bin/fitscut.cgi``, ``/cutout_fits`` and ``/viewer/fits-cutout`` (alias
 ``/viewer/cutout.fits``, ``layer=galex``). Requests are parsed on the event loop; pixels are
 rendered in a process pool (each worker holds the universe) or a thread pool, so many
-connections are served at once. Faults come from `mantis.sky.faults.FaultPlan`.
+connections are served at once. Faults come from `mantis.sky._faults.FaultPlan`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 from aiohttp import web
 
 from mantis.exceptions import ConfigError, NoCoverageError
-from mantis.sky import faults as fault_mod
-from mantis.sky import formats
-from mantis.sky.coverage import ps1_skycell
-from mantis.sky.params import (
+from mantis.sky import _formats as formats
+from mantis.sky import _faults as fault_mod
+from mantis.sky._coverage import ps1_skycell
+from mantis.sky._params import (
     BadRequest,
     parse_fitscut,
     parse_galex,
@@ -60,7 +60,7 @@ class ServerSettings:
     latency_ms : float
         Delay added to every answer, milliseconds.
     fail_rate : float
-        Probability in [0, 1] that an attempt fails (see `mantis.sky.faults`).
+        Probability in [0, 1] that an attempt fails (see `mantis.sky._faults`).
     faults : tuple of str or None
         Fault kinds to draw from; None means all.
     stall_s : float
@@ -106,7 +106,7 @@ def load_universe(config: str, seed: int) -> Any:
         except (ImportError, AttributeError) as err:
             raise ConfigError(f"cannot load universe factory {config!r}: {err}") from None
         return factory(seed=seed)
-    from mantis.sky.universe import Universe
+    from mantis.sky._universe import Universe
 
     return Universe.from_config(config, seed=seed)
 

@@ -24,7 +24,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from mantis.exceptions import NoCoverageError
-from mantis.sky.coverage import (
+from mantis.sky._coverage import (
     PS1_CDELT,
     Skycell,
     galex_coverage_mask,

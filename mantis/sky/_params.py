@@ -1,7 +1,7 @@
 """Request parameters of the imitated services, validated the way each real service does.
 
 Each ``parse_*`` function turns a query mapping into the keyword arguments of a builder in
-`mantis.sky.formats`, or raises `BadRequest` carrying the status and body the real service
+`mantis.sky._formats`, or raises `BadRequest` carrying the status and body the real service
 would answer with (unwise.me answers most errors with HTTP 200 and a line of text).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from mantis.sky.coverage import PS1_MIN_DEC, ps1_skycell
-from mantis.sky.formats import GALEX_BAND_LETTERS, PS1_TYPE_SUFFIX, UNWISE_FILE_TYPES
+from mantis.sky._coverage import PS1_MIN_DEC, ps1_skycell
+from mantis.sky._formats import GALEX_BAND_LETTERS, PS1_TYPE_SUFFIX, UNWISE_FILE_TYPES
 
 __all__ = [
     "GALEX_MAX_SIZE",

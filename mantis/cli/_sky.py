@@ -61,8 +61,8 @@ def _add_universe_options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the sub-verb; returns the exit status."""
     if args.sky_verb == "serve":
-        from mantis.sky.faults import parse_fault_kinds
-        from mantis.sky.server import ServerSettings, serve
+        from mantis.sky._faults import parse_fault_kinds
+        from mantis.sky._server import ServerSettings, serve
 
         settings = ServerSettings(
             config=args.config,
@@ -77,14 +77,14 @@ def run(args: argparse.Namespace) -> int:
         serve(settings, host=args.host, port=args.port)
         return 0
     if args.sky_verb == "catalog":
-        from mantis.sky.universe import Universe, write_catalog
+        from mantis.sky._universe import Universe, write_catalog
 
         universe = Universe.from_config(args.config, seed=args.seed)
         write_catalog(universe, args.out)
         print(f"wrote {args.out}")
         return 0
     if args.sky_verb == "preview":
-        from mantis.sky.preview import draw_preview
+        from mantis.sky._preview import draw_preview
 
         draw_preview(args.out, config=args.config, seed=args.seed, n_objects=args.n)
         print(f"wrote {args.out}")

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mantis.stack.grids import TanProjection, pixel_to_sky, sky_to_pixel, stack_projections
-from mantis.stack.units import Plane
+from mantis.stack._grids import TanProjection, pixel_to_sky, sky_to_pixel, stack_projections
+from mantis.stack._units import Plane
 
 __all__ = ["Reprojected", "footprint_corners", "reproject_planes", "reproject_planes_to_grids"]
 

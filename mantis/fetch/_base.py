@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from mantis.exceptions import ConfigError, FetchError, NoCoverageError
-from mantis.fetch.cache import CutoutCache
-from mantis.fetch.client import HttpClient, Reply
+from mantis.fetch._cache import CutoutCache
+from mantis.fetch._client import HttpClient, Reply
 from mantis.surveys import survey as survey_info
 
 __all__ = [

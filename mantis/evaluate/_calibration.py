@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
+from mantis.evaluate._metrics import ks_statistic, score_densities
 from mantis.evaluate._validate import EvaluationError, check_probs, check_redshifts
-from mantis.evaluate.metrics import ks_statistic, score_densities
 from mantis.zgrid import ZGrid
 
 __all__ = ["CALIBRATION_METHODS", "Calibration", "fit_calibration"]

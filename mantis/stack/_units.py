@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 from mantis.exceptions import MantisError
-from mantis.stack.grids import TanProjection
+from mantis.stack._grids import TanProjection
 from mantis.surveys import (
     bands_of,
     galex_cps_to_nanomaggies,

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from mantis.exceptions import NoCoverageError
-from mantis.fetch.base import CutoutFetcher, PlannedRequest, Product, SkyObject
-from mantis.fetch.client import HttpClient
-from mantis.fetch.validate import InvalidBodyError, check_fits, fits_image
+from mantis.fetch._base import CutoutFetcher, PlannedRequest, Product, SkyObject
+from mantis.fetch._client import HttpClient
+from mantis.fetch._validate import InvalidBodyError, check_fits, fits_image
 from mantis.surveys import survey as survey_info
 
 __all__ = ["GalexFetcher", "galex_cube_is_empty"]

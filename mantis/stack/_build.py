@@ -19,12 +19,12 @@ import pandas as pd
 from mantis import __version__
 from mantis.config import config_hash, load_config
 from mantis.exceptions import ConfigError
-from mantis.stack.dataset import DatasetWriter, assign_splits, catalog_hash
-from mantis.stack.ebv import sfd_ebv
-from mantis.stack.grids import EARLY, Grid, grids_from_config, object_projection
-from mantis.stack.reproject_fast import Reprojected, reproject_planes_to_grids
-from mantis.stack.stitch import stitch_tiles
-from mantis.stack.units import Plane, ProductError, read_product
+from mantis.stack._dataset import DatasetWriter, assign_splits, catalog_hash
+from mantis.stack._ebv import sfd_ebv
+from mantis.stack._grids import EARLY, Grid, grids_from_config, object_projection
+from mantis.stack._reproject_fast import Reprojected, reproject_planes_to_grids
+from mantis.stack._stitch import stitch_tiles
+from mantis.stack._units import Plane, ProductError, read_product
 from mantis.surveys import BAND_INDEX, BANDS, SURVEY_NAMES, survey
 
 __all__ = [
@@ -114,7 +114,7 @@ class BuildSummary:
 
 def _open_cache(cache):
     if isinstance(cache, str | os.PathLike):
-        from mantis.fetch.cache import CutoutCache
+        from mantis.fetch._cache import CutoutCache
 
         return CutoutCache(cache)
     return cache
@@ -126,7 +126,7 @@ def _reproject(
     """Reproject the planes onto each (targets, grid) set; the fast path shares its tables."""
     fraction = float(cfg.get("min_valid_fraction", 0.999))
     if cfg.get("reprojection", "fast") == "reference":
-        from mantis.stack.reproject_ref import reproject_planes_reference
+        from mantis.stack._reproject_ref import reproject_planes_reference
 
         return [
             reproject_planes_reference(planes, targets, grid.shape, min_valid_fraction=fraction)
