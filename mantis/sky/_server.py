@@ -23,8 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from mantis.exceptions import ConfigError, NoCoverageError
-from mantis.sky import _formats as formats
 from mantis.sky import _faults as fault_mod
+from mantis.sky import _formats as formats
 from mantis.sky._coverage import ps1_skycell
 from mantis.sky._params import (
     BadRequest,
