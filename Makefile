@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN ?= default
+# the simulated population and the cutouts stay under data/ when run from the repository
+export MANTIS_CACHE_DIR ?= $(CURDIR)/data
 
 .PHONY: help install train smoke test test-all bench lint format clean
 
@@ -20,10 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install mantis with everything it needs
 
 train: install ## simulate the sky, fetch, build, train early+late fusion, evaluate (runs/$(RUN)/)
-	$(BIN)/mantis pipeline --config configs/$(RUN).yaml
+	$(BIN)/mantis pipeline --config $(RUN)
 
 smoke: install ## the same chain on a tiny sky (about two minutes)
-	$(BIN)/mantis pipeline --config configs/smoke.yaml
+	$(BIN)/mantis pipeline --config smoke
 
 test: install lint ## lint, then the test suite without the slow and remote tests
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -15,51 +15,65 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mantis.config import config_hash, load_config, load_yaml
+from mantis.config import cache_root, config_file, config_hash, load_settings, load_yaml
 from mantis.exceptions import ConfigError, FetchError
 
 __all__ = ["PipelineConfig", "run_pipeline"]
 
-_REQUIRED_SECTIONS = ("name", "sky", "models", "paths")
-
 
 class PipelineConfig(dict):
-    """A validated pipeline configuration (``configs/default.yaml``, ``configs/smoke.yaml``)."""
+    """A validated pipeline configuration (shipped: ``default``, ``smoke``).
+
+    ``source`` is the file it was read from; the training configs under ``models`` are
+    resolved to files (a path as given, beside the pipeline file, or a shipped name such as
+    ``train/early``).
+    """
+
+    source: Path
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:
-        """Read and validate a pipeline configuration file.
+        """Read and validate a pipeline configuration file or shipped name.
 
         Raises
         ------
         ConfigError
-            If a required section is missing or a model config does not exist.
+            One line naming the file and the key that is unknown, missing or not allowed, or
+            a training config that does not exist.
         """
-        config = cls(load_yaml(path))
-        missing = [key for key in _REQUIRED_SECTIONS if key not in config]
-        if missing:
-            raise ConfigError(
-                f"pipeline config {str(path)!r} lacks {', '.join(missing)}; "
-                f"required sections: {', '.join(_REQUIRED_SECTIONS)}"
-            )
+        source = config_file(path)
+        config = cls(load_settings("pipeline", source))
+        config.source = source
         for model_name, model_config in config["models"].items():
-            if not Path(model_config).is_file():
+            given, beside = Path(model_config), source.parent / model_config
+            try:
+                found = next((p for p in (given, beside) if p.is_file()), None)
+                found = found or config_file(model_config)
+            except ConfigError:
                 raise ConfigError(
-                    f"model {model_name!r}: training config {model_config!r} does not exist"
-                )
+                    f"model {model_name!r}: training config {model_config!r} does not exist "
+                    f"(as a path, beside {str(source)!r}, or shipped) [in {source}]"
+                ) from None
+            config["models"][model_name] = str(found)
         return config
 
     @property
     def run_dir(self) -> Path:
         """Folder that receives everything this run leaves behind."""
-        return Path(self["paths"].get("runs", "runs")) / self["name"]
+        return Path(self["paths"]["runs"]) / self["name"]
 
     @property
     def cache_dir(self) -> Path:
-        """Cutout cache shared by every run of the same sky."""
+        """Cutout cache shared by every run of the same sky (``<cache root>/cutouts`` default)."""
         sky = self["sky"]
-        key = config_hash({"sky": load_config(f"sky/{sky['config']}"), "seed": sky["seed"]})
-        return Path(self["paths"].get("cache", "data/cutouts")) / f"{sky['config']}-{key}"
+        name = sky["config"]
+        is_path = Path(name).suffix in (".yaml", ".yml")
+        raw = load_yaml(config_file(name if is_path else f"sky/{name}"))
+        key = config_hash({"sky": raw, "seed": sky["seed"]})
+        root = (
+            Path(self["paths"]["cache"]) if "cache" in self["paths"] else cache_root() / "cutouts"
+        )
+        return root / f"{Path(name).stem if is_path else name}-{key}"
 
 
 class _Timer:
@@ -125,7 +139,7 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     Parameters
     ----------
     config_path : str or Path
-        A file such as ``configs/default.yaml``.
+        A pipeline file, or the name of a shipped one (``'default'``, ``'smoke'``).
 
     Returns
     -------
@@ -143,7 +157,7 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
 
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "pipeline.yaml").write_text(Path(config_path).read_text())
+    (run_dir / "pipeline.yaml").write_text(config.source.read_text())
     timer = _Timer(run_dir / "timings.json")
 
     with timer.step("simulate catalogue"):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# populations and cutouts of the test suite stay in the repository's data/ (as `make` does)
+os.environ.setdefault("MANTIS_CACHE_DIR", str(Path(__file__).resolve().parents[1] / "data"))
 
 
 @pytest.fixture(scope="session")

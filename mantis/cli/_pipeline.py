@@ -19,15 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--config",
-        default="configs/default.yaml",
-        help="pipeline configuration (default: %(default)s)",
+        default="default",
+        help="pipeline configuration: a YAML path or a shipped name (default, smoke; "
+        "default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="cache root for the simulated population and the cutouts (default: "
+        "$MANTIS_CACHE_DIR, else the user cache folder's mantis/)",
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the pipeline; returns 0 on success."""
+    import os
+
     from mantis.pipeline import run_pipeline
+
+    if args.cache is not None:
+        os.environ["MANTIS_CACHE_DIR"] = args.cache  # the server process inherits it
 
     run_pipeline(args.config)
     return 0

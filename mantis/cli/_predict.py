@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output format (default: from the extension of --out; qp writes HDF5)",
     )  # fmt: skip
     parser.add_argument("--endpoint", default=None, help="base URL replacing every service")
-    parser.add_argument("--cache", default="data/cutouts", help="raw cutout cache folder")
+    parser.add_argument(
+        "--cache",
+        default=None,
+        help="raw cutout cache folder (default: $MANTIS_CACHE_DIR/cutouts, else the user "
+        "cache folder's mantis/cutouts)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="objects per chunk")
     parser.add_argument("--devices", type=int, default=1, help="CPU processes sharing the work")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips and rotations")

@@ -54,12 +54,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_universe_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="default", help="sky configuration under configs/sky")
+    parser.add_argument(
+        "--config",
+        default="default",
+        help="sky configuration: a shipped name (default, smoke, test) or a YAML path",
+    )
     parser.add_argument("--seed", type=int, default=0, help="universe seed (default 0)")
+    parser.add_argument(
+        "--cache",
+        metavar="DIR",
+        default=None,
+        help="folder of cached populations (default: $MANTIS_SKY_CACHE, else "
+        "$MANTIS_CACHE_DIR/sky, else the user cache folder's mantis/sky)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Dispatch to the sub-verb; returns the exit status."""
+    if args.cache is not None:
+        os.environ["MANTIS_SKY_CACHE"] = args.cache  # rendering workers inherit it
     if args.sky_verb == "serve":
         from mantis.sky._faults import parse_fault_kinds
         from mantis.sky._server import ServerSettings, serve

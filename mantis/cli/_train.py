@@ -1,8 +1,10 @@
 """``mantis train``: everything after the verb goes to LightningCLI.
 
-Example: ``mantis train fit --config configs/train/early.yaml --data.path runs/x/dataset.h5
---trainer.default_root_dir runs/x/early``. The run folder receives the resolved
-``config.yaml``, ``metrics.csv`` and ``checkpoints/{best,last}.ckpt``.
+Example: ``mantis train fit --config train/early --data.path runs/x/dataset.h5
+--trainer.default_root_dir runs/x/early``. ``--config`` takes a YAML path or the name of a
+shipped training config (``train/early``, ``train/late``, ``train/smoke_early``, ...). The
+run folder receives the resolved ``config.yaml``, ``metrics.csv`` and
+``checkpoints/{best,last}.ckpt``.
 """
 
 from __future__ import annotations
@@ -32,5 +34,21 @@ def run_argv(argv: list[str]) -> int:
     """Run LightningCLI on ``argv`` (``fit --config ...``) and return the exit status."""
     from mantis.models import MantisCLI
 
-    MantisCLI(args=argv)
+    MantisCLI(args=_resolve_configs(argv))
     return 0
+
+
+def _resolve_configs(argv: list[str]) -> list[str]:
+    """Replace the value of each ``--config`` that is not a file by the shipped file it names."""
+    from mantis.config import config_file
+
+    out, expect_value = [], False
+    for arg in argv:
+        if expect_value:
+            out.append(str(config_file(arg)))
+        elif arg.startswith("--config="):
+            out.append("--config=" + str(config_file(arg.removeprefix("--config="))))
+        else:
+            out.append(arg)
+        expect_value = arg == "--config"
+    return out

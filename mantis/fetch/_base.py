@@ -169,14 +169,26 @@ class CutoutFetcher(ABC):
     def prepare(self, objects: Sequence[SkyObject]) -> None:  # noqa: B027 - optional hook
         """Get ready to fetch ``objects`` in this order (PS1 plans its batched lookups)."""
 
+    def body_cap(self, request: PlannedRequest) -> tuple[int | None, str]:
+        """Largest answer accepted for ``request`` (bytes, or None) and the setting it comes from.
+
+        The survey's ``max_body_mb`` of ``configs/fetch.yaml``; PS1 overrides it per kind.
+        """
+        megabytes = self.options.get("max_body_mb")
+        name = f"{self.survey}.max_body_mb"
+        return (None if megabytes is None else int(megabytes * 2**20)), name
+
     async def send(self, client: HttpClient, request: PlannedRequest, **kwargs: Any) -> Reply:
         """Send a planned request through the shared client under this survey's host key."""
+        max_bytes, cap_name = self.body_cap(request)
         return await client.request(
             request.method,
             request.url,
             host_key=self.survey,
             params=request.params,
             form=request.form_data if request.form is not None else None,
+            max_bytes=max_bytes,
+            cap_name=cap_name,
             **kwargs,
         )
 

@@ -6,6 +6,11 @@ total timeouts. A request is retried with exponential back-off and jitter on HTT
 429, timeouts, dropped connections and bodies that fail validation (truncated, HTML, a text
 error behind HTTP 200); the back-off sleeps happen outside the host's slot so a struggling
 host never holds slots idle. Client errors (other 4xx) are not retried.
+
+Hygiene: the cap counts the host actually contacted (scheme, name and port of the URL), so
+three surveys pointed at one server share one cap. Redirects are followed only to the same
+host (a few hops at most); one to another host fails the request. No body is read past its cap
+(``client.max_body_mb``, or a smaller cap per product kind passed by the fetcher).
 """
 
 from __future__ import annotations
@@ -15,18 +20,29 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from mantis import __version__
-from mantis.exceptions import ConfigError, FetchError, NoCoverageError
+from mantis.config import ClientSchema, validate_settings
+from mantis.exceptions import FetchError, NoCoverageError
 from mantis.fetch._validate import InvalidBodyError
 
-__all__ = ["ClientSettings", "ClientStats", "HttpClient", "Reply", "RequestFailedError"]
+__all__ = [
+    "ClientSettings",
+    "ClientStats",
+    "HttpClient",
+    "Reply",
+    "RequestFailedError",
+    "contacted_host",
+]
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class ClientSettings:
     backoff_base_s, backoff_max_s : float
         Back-off before attempt ``n + 1`` is drawn uniformly from ``[d/2, d]`` with
         ``d = min(backoff_max_s, backoff_base_s * 2**(n - 1))``.
+    max_body_mb : float
+        No answer is read past this many MiB (a fetcher may pass a smaller cap per kind).
     user_agent : str
         Sent with every request so service operators can tell who is calling.
     """
@@ -55,32 +73,25 @@ class ClientSettings:
     max_attempts: int = 6
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    max_body_mb: float = 256.0
     user_agent: str = f"mantis/{__version__} (photometric-redshift pipeline)"
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name != "user_agent" and not (isinstance(value, int | float) and value > 0):
-                raise ConfigError(
-                    f"fetch setting {f.name} must be a positive number, got {value!r}"
-                )
-        if int(self.concurrency_per_host) != self.concurrency_per_host:
-            raise ConfigError(
-                f"concurrency_per_host must be a whole number, got {self.concurrency_per_host!r}"
-            )
+        validate_settings(ClientSchema, asdict(self), kind="fetch client")
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> ClientSettings:
-        """Build from the ``client`` mapping of ``configs/fetch.yaml`` plus keyword overrides."""
-        known = {f.name for f in fields(cls)}
-        values = dict(config.get("client", {}))
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown fetch client setting(s) {', '.join(unknown)}; allowed: {', '.join(known)}"
-            )
+        """Build from the ``client`` mapping of ``configs/fetch.yaml`` plus keyword overrides.
+
+        Raises
+        ------
+        ConfigError
+            An unknown key (with the closest valid one), a wrong type or a value out of range.
+        """
+        values = {**asdict(cls()), **dict(config.get("client", {}))}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        checked = validate_settings(ClientSchema, values, kind="fetch client")
+        return cls(**checked.model_dump(exclude_none=True))
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -100,12 +111,15 @@ class Reply:
 
 @dataclass
 class ClientStats:
-    """What the client did: requests sent (retries included) per host key, bytes received."""
+    """What the client did: requests sent (retries included) per host key and per host
+    contacted, retries per host key, bytes received.
+    """
 
     requests: Counter = field(default_factory=Counter)
     retries: Counter = field(default_factory=Counter)
     bytes_received: int = 0
     busy_seconds: float = 0.0
+    requests_by_host: Counter = field(default_factory=Counter)
 
 
 class RequestFailedError(FetchError):
@@ -158,10 +172,10 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
-    def _slot(self, host_key: str) -> asyncio.Semaphore:
-        if host_key not in self._slots:
-            self._slots[host_key] = asyncio.Semaphore(int(self.settings.concurrency_per_host))
-        return self._slots[host_key]
+    def _slot(self, host: str) -> asyncio.Semaphore:
+        if host not in self._slots:
+            self._slots[host] = asyncio.Semaphore(int(self.settings.concurrency_per_host))
+        return self._slots[host]
 
     async def _attempt(
         self,
@@ -170,17 +184,32 @@ class HttpClient:
         host_key: str,
         params: dict[str, Any] | None,
         form: Callable[[], aiohttp.FormData] | None,
+        cap: tuple[int, str],
     ) -> tuple[int, bytes]:
         assert self._session is not None, "HttpClient used outside 'async with'"
-        async with self._slot(host_key):
+        host = contacted_host(url)
+        async with self._slot(host):
             self.stats.requests[host_key] += 1
+            self.stats.requests_by_host[host] += 1
             started = time.perf_counter()
             try:
-                async with self._session.request(
-                    method, url, params=params, data=form() if form else None
-                ) as response:
-                    body = await response.read()
-                    return response.status, body
+                target, query, data = URL(url), params, form() if form else None
+                for _hop in range(MAX_REDIRECTS + 1):
+                    async with self._session.request(
+                        method, target, params=query, data=data, allow_redirects=False
+                    ) as response:
+                        location = response.headers.get("Location")
+                        if response.status not in REDIRECT_STATUSES or not location:
+                            return response.status, await _read_capped(response, cap, url)
+                        target = _same_host_redirect(response.url, location, url)
+                    query = None  # the Location carries its own query
+                    if response.status == 303 or (response.status in (301, 302) and data):
+                        method, data = "GET", None
+                    elif data is not None and form is not None:
+                        data = form()  # 307 and 308 send the same body again
+                raise RequestFailedError(
+                    f"more than {MAX_REDIRECTS} redirects starting at {url}", "too many redirects"
+                )
             except TimeoutError:
                 raise _RetryableError("timeout", "no answer within the client timeouts") from None
             except aiohttp.ClientPayloadError as err:
@@ -206,6 +235,8 @@ class HttpClient:
         no_coverage_status: int | None = None,
         no_coverage_after: int = 3,
         max_attempts: int | None = None,
+        max_bytes: int | None = None,
+        cap_name: str = "client.max_body_mb",
     ) -> Reply:
         """Send one request, retrying until a valid body arrives or attempts run out.
 
@@ -226,20 +257,28 @@ class HttpClient:
             has no data there (the Legacy Survey viewer answers HTTP 500 outside its footprint).
         max_attempts : int, optional
             Overrides ``settings.max_attempts`` for this request.
+        max_bytes : int, optional
+            Cap on the body for this kind of answer (bytes); the client's own cap still holds.
+        cap_name : str
+            The setting ``max_bytes`` comes from, named when an answer exceeds it.
 
         Raises
         ------
         RequestFailedError
-            A `FetchError` after the last attempt, with ``.reason`` (short category) and the URL.
+            A `FetchError` after the last attempt, with ``.reason`` (short category) and the URL;
+            at once (not retried) for an answer over the cap or a redirect to another host.
         NoCoverageError
             When ``no_coverage_status`` repeats.
         """
         repeats = 0
         last: _RetryableError | None = None
         attempts = max_attempts or self.settings.max_attempts
+        cap = (int(self.settings.max_body_mb * 2**20), "client.max_body_mb")
+        if max_bytes is not None and max_bytes < cap[0]:
+            cap = (int(max_bytes), cap_name)
         for attempt in range(1, attempts + 1):
             try:
-                status, body = await self._attempt(method, url, host_key, params, form)
+                status, body = await self._attempt(method, url, host_key, params, form, cap)
                 self.stats.bytes_received += len(body)
                 if no_coverage_status is not None and status == no_coverage_status:
                     repeats += 1
@@ -270,6 +309,52 @@ class HttpClient:
         raise RequestFailedError(
             f"{last} (gave up after {attempts} attempts at {url})", last.reason
         )
+
+
+def contacted_host(url: str | URL) -> str:
+    """The politeness key of a URL: scheme, host name and port (``'http://127.0.0.1:8765'``)."""
+    parsed = URL(str(url))
+    return f"{parsed.scheme}://{parsed.host}:{parsed.explicit_port or parsed.port}"
+
+
+def _same_host_redirect(current: URL, location: str, first_url: str) -> URL:
+    """The redirect target, or `RequestFailedError` when it leaves the host first contacted."""
+    try:
+        target = current.join(URL(location))
+    except ValueError:
+        raise RequestFailedError(
+            f"unreadable redirect location {location[:200]!r} from {first_url}", "bad redirect"
+        ) from None
+    if contacted_host(target) != contacted_host(first_url):
+        raise RequestFailedError(
+            f"refused a redirect from {first_url} to another host "
+            f"({contacted_host(target)}); only same-host redirects are followed",
+            "redirect to another host",
+        )
+    return target
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: tuple[int, str], url: str) -> bytes:
+    """Read the body, stopping as soon as it exceeds ``cap`` (bytes, name of the setting)."""
+    limit, name = cap
+
+    def too_large(size: str) -> RequestFailedError:
+        return RequestFailedError(
+            f"answer of {size} from {url} exceeds the cap of {limit / 2**20:g} MB "
+            f"(fetch setting {name})",
+            "answer too large",
+        )
+
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise too_large(f"{declared} bytes")
+    chunks, total = [], 0
+    async for chunk in response.content.iter_chunked(2**16):
+        total += len(chunk)
+        if total > limit:
+            raise too_large(f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _snippet(body: bytes, n: int = 120) -> str:

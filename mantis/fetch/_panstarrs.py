@@ -142,6 +142,12 @@ class PanStarrsFetcher(CutoutFetcher):
         self._chunks: list[list[SkyObject]] = []
         self._lookups: dict[int, asyncio.Task] = {}
 
+    def body_cap(self, request: PlannedRequest) -> tuple[int | None, str]:
+        """``max_lookup_mb`` for file-name lookups, ``max_cutout_mb`` for each band's FITS."""
+        key = "max_lookup_mb" if request.purpose == "lookup" else "max_cutout_mb"
+        megabytes = self.options.get(key)
+        return (None if megabytes is None else int(megabytes * 2**20)), f"ps1.{key}"
+
     # -- request plans ---------------------------------------------------------------------
     def build_requests(self, objects: Sequence[SkyObject]) -> list[PlannedRequest]:
         """Build the batched file-name lookups for ``objects`` (one POST per chunk).

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from mantis.catalog import default_ids, read_catalog, validate_rows
-from mantis.config import load_config
+from mantis.config import load_settings
 from mantis.exceptions import CatalogError, ConfigError, FetchError
 from mantis.fetch._base import CutoutFetcher, SkyObject
 from mantis.fetch._cache import CutoutCache
@@ -110,10 +110,14 @@ class FetchSummary:
 
 
 def load_fetch_config(config: dict[str, Any] | str | None = None) -> dict[str, Any]:
-    """``configs/fetch.yaml``, or a mapping / another config name replacing it."""
-    if isinstance(config, dict):
-        return config
-    return load_config(config or "fetch")
+    """The shipped ``fetch.yaml`` with a mapping, a config name or a YAML path laid over it.
+
+    Raises
+    ------
+    ConfigError
+        One line naming an unknown key (and the closest valid one), a wrong type or a range.
+    """
+    return load_settings("fetch", config)
 
 
 def catalog_objects(catalog: pd.DataFrame | str | os.PathLike) -> list[SkyObject]:
@@ -161,7 +165,7 @@ def make_fetchers(
         )
     if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
         raise ConfigError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
-    endpoints = endpoints or load_config("endpoints")
+    endpoints = endpoints or load_settings("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))
     fetchers = []
     for name in dict.fromkeys(surveys):

@@ -14,6 +14,7 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from mantis.config import config_file
 from mantis.data import MantisDataModule
 from mantis.exceptions import ConfigError
 from mantis.models._module import RedshiftModule
@@ -121,7 +122,7 @@ def train_model(
     Parameters
     ----------
     config_path : str or path-like
-        A LightningCLI YAML file such as ``configs/train/early.yaml``.
+        A LightningCLI YAML file, or a shipped name such as ``'train/early'``.
     dataset_path : str or path-like
         The HDF5 dataset.
     run_dir : str or path-like
@@ -135,9 +136,13 @@ def train_model(
         ``run_dir/checkpoints/best.ckpt``. If the run already finished, returned at once; if
         it was interrupted, training continues from ``last.ckpt``.
     """
-    config_path, run_dir = Path(config_path), Path(run_dir)
-    if not config_path.is_file():
-        raise ConfigError(f"training config {str(config_path)!r} does not exist")
+    try:
+        config_path = config_file(config_path)
+    except ConfigError:
+        raise ConfigError(
+            f"training config {os.fspath(config_path)!r} does not exist (as a path or shipped)"
+        ) from None
+    run_dir = Path(run_dir)
     finished = run_dir / FINISHED
     if finished.is_file():
         best = Path(json.loads(finished.read_text())["best"])

@@ -253,13 +253,13 @@ def _rank_main(rank: int, world: int, job: _Job, port: int, threads: int) -> Non
 
 def _build_config(checkpoint: str | os.PathLike | None, predictor: Any) -> dict[str, Any]:
     """Return the build configuration, with the pixel grids the checkpoint was trained on."""
-    from mantis.config import load_config
+    from mantis.config import load_settings
 
     if predictor is None:
         from mantis.models import load_predictor
 
         predictor = load_predictor(checkpoint, device="cpu")
-    config = load_config("build")
+    config = load_settings("build")
     if getattr(predictor, "grids", None):
         config["grids"] = {**config.get("grids", {}), **predictor.grids}
     return config
@@ -313,7 +313,8 @@ def predict_catalog(
     source : ArraySource, optional
         Where image arrays come from; default `CutoutSource` over ``cache_dir``/``endpoint``.
     cache_dir : path-like, optional
-        Raw cutout cache for the default source (default ``data/cutouts``).
+        Raw cutout cache for the default source (default ``<cache root>/cutouts``, see
+        `mantis.config.cache_root`).
     endpoint : str, optional
         Base URL that replaces every survey service (e.g. ``mantis sky serve``).
     fmt : {'parquet', 'fits', 'csv', 'qp'}, optional
@@ -362,7 +363,9 @@ def predict_catalog(
 
         predictor = load_predictor(checkpoint, device="cpu")  # loaded once, reused by the shard
     if source is None:
-        source = CutoutSource(str(cache_dir or "data/cutouts"), endpoint,
+        from mantis.config import cache_root
+
+        source = CutoutSource(str(cache_dir or cache_root() / "cutouts"), endpoint,
                               build_config=_build_config(checkpoint, predictor))  # fmt: skip
     checkpoint = None if checkpoint is None else str(checkpoint)
     fingerprint = (

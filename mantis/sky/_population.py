@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mantis.exceptions import ConfigError
+from mantis.config import load_settings
 from mantis.surveys import BANDS, mag_to_nanomaggies
 
 __all__ = [
@@ -49,20 +49,8 @@ _SIZE_LATE = {"alpha": 0.21, "beta": 0.53, "gamma": -1.31, "M0": -20.52, "sigma1
               "sigma2": 0.25}  # fmt: skip
 _SIZE_EARLY = {"a": 0.6, "b": -4.63, "M0": -20.52, "sigma1": 0.48, "sigma2": 0.25}
 
-DEFAULT_SKY_CONFIG: dict[str, Any] = {
-    "fields": [{"name": "f0", "ra": 150.0, "dec": 2.0, "size": 0.2}],
-    "faint_limit": 24.5,  # r band, AB, after extinction
-    "lf_margin": 1.5,  # B-band sampling limit = faint_limit + margin (k-corrections vary)
-    "z_max": 2.0,
-    "max_hlr_arcsec": 12.0,
-    "stars": {"density_pole": 1500.0, "bright_limit": 14.0, "slope": 0.12},
-    "spec": {
-        "bright": {"r_max": 17.8, "rate": 1.0},
-        "bgs_faint": {"r_max": 19.5, "rate": 0.65},
-        "lrg": {"z_max_mag": 20.6, "r_minus_z_min": 1.0, "rate": 0.45},
-        "elg": {"g_min": 20.0, "g_max": 23.4, "rate": 0.07},
-    },
-}
+# the defaults and allowed ranges live in the schema, `mantis.config.KINDS["sky"]`
+DEFAULT_SKY_CONFIG: dict[str, Any] = load_settings("sky", {})
 
 SOURCE_COLUMNS = (
     "id", "ra", "dec", "z", "kind", "sed_class", *(f"mag_{b.name}" for b in BANDS), "ebv",
@@ -72,61 +60,22 @@ SOURCE_COLUMNS = (
 )  # fmt: skip
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _number(cfg: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> float:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
-        raise ConfigError(f"sky config {where}{key}={value!r} must be a number in [{lo}, {hi}]")
-    return float(value)
-
-
-def validate_sky_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def validate_sky_config(config: Mapping[str, Any], *, origin: str | None = None) -> dict[str, Any]:
     """Fill defaults into a sky configuration and check every value.
+
+    Fields without a name are called ``f<index>``; right ascensions are taken modulo 360.
+    ``origin`` (the file the mapping came from) is named in error messages.
 
     Raises
     ------
     ConfigError
         Naming the offending key, its value and what is allowed.
     """
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"sky config must be a mapping, got {type(config).__name__}")
-    unknown = set(config) - set(DEFAULT_SKY_CONFIG) - {"name", "cache_dir"}
-    if unknown:
-        raise ConfigError(
-            f"unknown sky config keys {sorted(unknown)}; allowed: "
-            f"{sorted([*DEFAULT_SKY_CONFIG, 'name', 'cache_dir'])}"
-        )
-    cfg = _merge(DEFAULT_SKY_CONFIG, config)
-    fields = cfg["fields"]
-    if not isinstance(fields, list) or not fields:
-        raise ConfigError(f"sky config 'fields' must be a non-empty list, got {fields!r}")
-    checked = []
-    for k, field in enumerate(fields):
-        if not isinstance(field, Mapping):
-            raise ConfigError(f"sky config fields[{k}] must be a mapping with ra, dec, size")
-        where = f"fields[{k}]."
-        ra = _number(field, "ra", where, 0.0, 360.0)
-        size = _number(field, "size", where, 1e-3, 10.0)
-        dec = _number(field, "dec", where, -90.0 + size / 2, 90.0 - size / 2)
-        checked.append({"name": str(field.get("name", f"f{k}")), "ra": ra % 360.0, "dec": dec,
-                        "size": size})  # fmt: skip
-    cfg["fields"] = checked
-    _number(cfg, "faint_limit", "", 15.0, 27.0)
-    _number(cfg, "lf_margin", "", 0.0, 4.0)
-    _number(cfg, "z_max", "", 0.1, 2.5)
-    _number(cfg, "max_hlr_arcsec", "", 0.5, 60.0)
-    _number(cfg["stars"], "density_pole", "stars.", 0.0, 1e6)
-    for sample in ("bright", "bgs_faint", "lrg", "elg"):
-        _number(cfg["spec"][sample], "rate", f"spec.{sample}.", 0.0, 1.0)
+    cfg = load_settings("sky", config, origin=origin)
+    cfg["fields"] = [
+        {**field, "name": str(field.get("name", f"f{k}")), "ra": field["ra"] % 360.0}
+        for k, field in enumerate(cfg["fields"])
+    ]
     return cfg
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mantis.config import config_hash, load_config
+from mantis.config import cache_root, config_file, config_hash, load_yaml
 from mantis.exceptions import CatalogError, ConfigError, MantisError
 from mantis.sky._population import generate_population, validate_sky_config
 from mantis.surveys import BANDS
@@ -25,13 +25,18 @@ if TYPE_CHECKING:
 __all__ = ["POPULATION_VERSION", "Universe", "default_cache_dir", "write_catalog"]
 
 POPULATION_VERSION = 1  # bump when the population model changes, so caches are rebuilt
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 MAG_COLUMNS = tuple(f"mag_{b.name}" for b in BANDS)
 
 
 def default_cache_dir() -> Path:
-    """Directory of cached populations: ``$MANTIS_SKY_CACHE`` or ``<repo>/data/sky``."""
-    return Path(os.environ.get("MANTIS_SKY_CACHE", _REPO_ROOT / "data" / "sky"))
+    """Directory of cached populations: ``$MANTIS_SKY_CACHE``, else ``<cache root>/sky``.
+
+    The cache root is ``$MANTIS_CACHE_DIR`` or the user cache folder (`mantis.config.cache_root`),
+    never a folder inside the installed package.
+    """
+    if env := os.environ.get("MANTIS_SKY_CACHE"):
+        return Path(env)
+    return cache_root() / "sky"
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path, writer: str = "parquet") -> None:
@@ -87,8 +92,9 @@ class Universe:
         Parameters
         ----------
         config : mapping, str or None
-            A configuration mapping, or a name under ``configs/sky/`` (``'default'``,
-            ``'smoke'``, ``'test'``); None means ``'default'``.
+            A configuration mapping, a name under ``mantis/configs/sky/`` (``'default'``,
+            ``'smoke'``, ``'test'``) or a YAML path; None means ``'default'``. Keys left out
+            take the defaults of the sky schema.
         seed : int
             Seed of every random draw.
 
@@ -101,11 +107,14 @@ class Universe:
             raise ConfigError(f"sky seed must be a non-negative integer, got {seed!r}")
         if config is None:
             config = "default"
+        origin = None
         if isinstance(config, str):
             name = config
-            config = dict(load_config(f"sky/{name}"))
-            config.setdefault("name", name)
-        cfg = validate_sky_config(config)
+            is_path = Path(name).suffix in (".yaml", ".yml")
+            path = config_file(name if is_path or name.startswith("sky/") else f"sky/{name}")
+            config, origin = dict(load_yaml(path)), str(path)
+            config.setdefault("name", Path(name).stem if is_path else name)
+        cfg = validate_sky_config(config, origin=origin)
         cache_dir = Path(cfg.pop("cache_dir", None) or default_cache_dir())
         hashed = {k: v for k, v in cfg.items() if k != "name"}
         hashed["population_version"] = POPULATION_VERSION

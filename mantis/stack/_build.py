@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mantis import __version__
-from mantis.config import config_hash, load_config
-from mantis.exceptions import ConfigError
+from mantis.config import config_hash, load_settings
 from mantis.stack._dataset import DatasetWriter, assign_splits, catalog_hash
 from mantis.stack._ebv import sfd_ebv
 from mantis.stack._grids import EARLY, Grid, grids_from_config, object_projection
@@ -42,29 +41,15 @@ _CORE_COLUMNS = ("id", "ra", "dec", "z")
 def resolve_build_config(config: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
     """Load and check the build configuration (a mapping, a name, or None for ``build``).
 
+    A mapping or a file changes only the keys it names; the rest come from the shipped
+    ``build.yaml``.
+
     Raises
     ------
     ConfigError
-        If a value is missing or not allowed.
+        If a key is unknown or a value is missing or not allowed (one line naming it).
     """
-    cfg = dict(load_config(config or "build") if not isinstance(config, Mapping) else config)
-    grids_from_config(cfg)
-    if cfg.get("reprojection", "fast") not in REPROJECTIONS:
-        raise ConfigError(
-            f"reprojection {cfg.get('reprojection')!r} not allowed; use fast or reference"
-        )
-    fraction = cfg.get("min_valid_fraction", 0.999)
-    if not isinstance(fraction, int | float) or not 0 < fraction <= 1:
-        raise ConfigError(f"min_valid_fraction must be in (0, 1], got {fraction!r}")
-    chunk = cfg.get("chunk_objects", 64)
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ConfigError(f"chunk_objects must be a positive integer, got {chunk!r}")
-    if cfg.get("compression", "lzf") not in ("lzf", "gzip", None):
-        raise ConfigError(f"compression {cfg.get('compression')!r} not allowed; lzf, gzip or null")
-    split = cfg.get("split")
-    if not isinstance(split, Mapping) or "nside" not in split or "fractions" not in split:
-        raise ConfigError("build config needs split.nside and split.fractions")
-    return cfg
+    return load_settings("build", config)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 import pytest
 
@@ -69,9 +68,8 @@ def test_repeated_500_means_no_coverage_but_a_single_500_does_not(fake_surveys, 
     assert reply.attempts == 2
 
 
-def test_per_host_cap_bounds_requests_in_flight(fake_surveys, make_settings):
+def _peak_in_flight(settings, urls_and_keys):
     in_flight, peak = 0, 0
-    settings = make_settings(concurrency_per_host=3)
 
     async def go():
         nonlocal in_flight, peak
@@ -96,35 +94,36 @@ def test_per_host_cap_bounds_requests_in_flight(fake_surveys, make_settings):
 
             client._session.request = Tracked
             await asyncio.gather(
-                *(
-                    client.request("GET", _galex_url(fake_surveys, ra=i), host_key="galex")
-                    for i in range(12)
-                ),
-                *(
-                    client.request("GET", _galex_url(fake_surveys, ra=i), host_key="ps1")
-                    for i in range(12)
-                ),
+                *(client.request("GET", url, host_key=key) for url, key in urls_and_keys)
             )
 
     asyncio.run(go())
-    assert peak == 6  # three per host key, two host keys
+    return peak
 
 
-def test_backoff_grows_exponentially_with_jitter_and_a_ceiling():
-    settings = ClientSettings(backoff_base_s=1.0, backoff_max_s=10.0)
-    rng = random.Random(1)
-    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (9, 10.0)]:
-        draws = [settings.backoff(attempt, rng) for _ in range(200)]
-        assert min(draws) >= ceiling / 2 and max(draws) <= ceiling
-        assert len(set(draws)) > 100  # jittered, not a fixed delay
+def test_per_host_cap_counts_the_host_contacted_not_the_survey(fake_surveys, make_settings):
+    settings = make_settings(concurrency_per_host=3)
+    # two surveys pointed at one server share that server's cap
+    same_host = [
+        (_galex_url(fake_surveys, ra=i), key) for i in range(12) for key in ("galex", "ps1")
+    ]
+    assert _peak_in_flight(settings, same_host) == 3
+    # the same service reached under two host names: two hosts, three in flight each
+    other_name = fake_surveys.base_url.replace("127.0.0.1", "localhost")
+    assert other_name != fake_surveys.base_url
+    two_hosts = [(_galex_url(fake_surveys, ra=i), "galex") for i in range(12)] + [
+        (f"{other_name}/viewer/fits-cutout?ra={i}&dec=5&size=32", "galex") for i in range(12)
+    ]
+    assert _peak_in_flight(settings, two_hosts) == 6
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"concurrency_per_host": 0}, "concurrency_per_host must be a positive number, got 0"),
-        ({"concurrency_per_host": 2.5}, "must be a whole number, got 2.5"),
-        ({"total_timeout_s": -1}, "total_timeout_s must be a positive number, got -1"),
+        ({"concurrency_per_host": 0}, r"concurrency_per_host=0 must be an integer in \[1, 1024\]"),
+        ({"concurrency_per_host": 2.5}, "concurrency_per_host=2.5 must be an integer"),
+        ({"total_timeout_s": -1}, "total_timeout_s=-1 must be a positive number"),
+        ({"max_body_mb": "big"}, "max_body_mb='big' must be a number"),
     ],
 )
 def test_bad_settings_are_rejected_with_the_value(overrides, message):
@@ -133,7 +132,7 @@ def test_bad_settings_are_rejected_with_the_value(overrides, message):
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ConfigError, match=r"unknown fetch client setting.*retry_forever"):
+    with pytest.raises(ConfigError, match=r"'retry_forever' is not a fetch client setting"):
         ClientSettings.from_config({"client": {"retry_forever": True}})
 
 

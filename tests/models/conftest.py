@@ -20,7 +20,7 @@ def trained_run(tmp_path_factory, synthetic_h5):
 
     run_dir = tmp_path_factory.mktemp("runs") / "early"
     best = train_model(
-        "configs/train/smoke_early.yaml",
+        "train/smoke_early",
         synthetic_h5,
         run_dir,
         overrides={"trainer.max_epochs": 2, "trainer.enable_progress_bar": False},

