@@ -31,8 +31,12 @@ def run(args: argparse.Namespace) -> int:
     """Build the dataset and print what was masked and why."""
     from pathlib import Path
 
+    from mantis.cli._inputs import check_input_file, check_output_file
     from mantis.exceptions import ConfigError
     from mantis.stack._build import build_dataset
+
+    check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
+    check_output_file(args.out, "--out", creates_folder=True)
 
     if not Path(args.cutouts).is_dir():
         raise ConfigError(f"--cutouts {args.cutouts!r} is not a folder (run mantis fetch first)")

@@ -40,7 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print where the report is; 0 on success."""
+    from mantis.cli._inputs import check_dataset_file, check_input_file, check_parquet_file
     from mantis.evaluate import evaluate_run
+
+    check_input_file(args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train")
+    check_dataset_file(args.dataset, "--dataset")
+    if args.truth is not None:
+        check_parquet_file(args.truth, "--truth", expected="a sky truth table (.truth.parquet)")
 
     metrics = evaluate_run(
         args.checkpoint,

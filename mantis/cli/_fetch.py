@@ -56,8 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the fetch and print the summary; 1 if failures remain, else 0."""
+    from mantis.cli._inputs import check_input_file
     from mantis.exceptions import ConfigError
     from mantis.fetch._runner import fetch_catalog
+
+    check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
 
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}")
@@ -72,10 +75,11 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
     )
     print(summary.format())
-    if not summary.ok:
+    for row in summary.unusable_rows:
+        print(f"mantis fetch: {row}", file=sys.stderr)
+    if summary.n_failed:
         print(
             f"mantis fetch: {summary.n_failed} product(s) failed; rerun to retry them",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 0 if summary.ok else 1

@@ -43,7 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict and print a one-line summary."""
+    from mantis.cli._inputs import check_input_file, check_output_file
     from mantis.predict import predict_catalog
+
+    check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
+    check_input_file(args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train")
+    check_output_file(args.out, "--out", creates_folder=True)
 
     summary = predict_catalog(
         args.catalog,

@@ -35,7 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export the priors and say how many were written."""
+    from mantis.cli._inputs import check_output_file
     from mantis.priors import export_priors
+
+    check_output_file(args.out, "--out")
 
     n = export_priors(
         args.predictions, args.out, args.format, broaden=args.broaden, floor=args.floor

@@ -22,7 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="serve PS1, unWISE and GALEX imitations on loopback")
     serve.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address (default 127.0.0.1)")
-    _add_universe_options(serve)
+    _add_universe_options(
+        serve,
+        config_help="; or 'package.module:factory', which IMPORTS that module and runs its code "
+        "to build the universe: give only code you trust",
+    )
     serve.add_argument("--latency-ms", type=float, default=0.0, help="delay on every answer")
     serve.add_argument(
         "--fail-rate", type=float, default=0.0, help="probability in [0, 1] that an attempt fails"
@@ -53,11 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _add_universe_options(parser: argparse.ArgumentParser) -> None:
+def _add_universe_options(parser: argparse.ArgumentParser, config_help: str = "") -> None:
     parser.add_argument(
         "--config",
         default="default",
-        help="sky configuration: a shipped name (default, smoke, test) or a YAML path",
+        help="sky configuration: a shipped name (default, smoke, test) or a YAML path"
+        + config_help,
     )
     parser.add_argument("--seed", type=int, default=0, help="universe seed (default 0)")
     parser.add_argument(

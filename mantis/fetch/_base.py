@@ -24,6 +24,7 @@ from mantis.fetch._client import HttpClient, Reply
 from mantis.surveys import survey as survey_info
 
 __all__ = [
+    "MAX_CUTOUT_PIXELS",
     "CutoutFetcher",
     "PlannedRequest",
     "Product",
@@ -101,11 +102,25 @@ class SurveyTally:
     skipped: int = 0
 
 
+# the largest cutout side each service answers, in its native pixels, and why
+MAX_CUTOUT_PIXELS = {
+    "ps1": (2400, "the largest fitscut cutout known to be served"),
+    "unwise": (1024, "unwise.me silently clamps larger requests"),
+    "galex": (3000, "the Legacy Survey viewer clamps width and height to 3000"),
+}
+
+
 def cutout_pixels(survey_name: str, size_arcsec: float, min_pixels: int = 1) -> int:
     """Side of a square cutout in native pixels covering at least ``size_arcsec``.
 
     Rounded up to whole pixels (a hair of tolerance so 42.5" is exactly 170 PS1 pixels), and at
     least ``min_pixels``.
+
+    Raises
+    ------
+    ConfigError
+        If the size is not a positive number, or larger than the service answers
+        (`MAX_CUTOUT_PIXELS`).
     """
     if (
         not (isinstance(size_arcsec, int | float) and math.isfinite(size_arcsec))
@@ -113,7 +128,14 @@ def cutout_pixels(survey_name: str, size_arcsec: float, min_pixels: int = 1) -> 
     ):
         raise ConfigError(f"cutout size must be a positive number of arcsec, got {size_arcsec!r}")
     scale = survey_info(survey_name).pixel_scale
-    return max(int(min_pixels), math.ceil(size_arcsec / scale - 1e-6))
+    pixels = max(int(min_pixels), math.ceil(size_arcsec / scale - 1e-6))
+    largest, why = MAX_CUTOUT_PIXELS.get(survey_name, (pixels, ""))
+    if pixels > largest:
+        raise ConfigError(
+            f"cutout size {size_arcsec:g} arcsec is too large for {survey_name}: at most "
+            f"{largest * scale:g} arcsec ({largest} pixels of {scale:g} arcsec; {why})"
+        )
+    return pixels
 
 
 class CutoutFetcher(ABC):

@@ -27,7 +27,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["PRODUCT_SUFFIXES", "STATUSES", "CutoutCache", "object_shard"]
+__all__ = [
+    "MAX_STEM_BYTES",
+    "PRODUCT_SUFFIXES",
+    "STATUSES",
+    "CutoutCache",
+    "object_id_problem",
+    "object_shard",
+]
 
 STATUSES = ("done", "no_coverage", "failed")
 # file suffixes per survey, in the order a product's files are listed
@@ -55,6 +62,21 @@ CREATE TABLE IF NOT EXISTS products (
 def object_shard(object_id: str) -> str:
     """First two hex digits of sha1(id): spreads objects over 256 folders."""
     return hashlib.sha1(object_id.encode("utf-8")).hexdigest()[:2]
+
+
+# a file name holds at most 255 bytes; the rest is left for the suffix and the temporary tag
+MAX_STEM_BYTES = 200
+
+
+def object_id_problem(object_id: str) -> str | None:
+    """Why ``object_id`` cannot name cache files, or None when it can."""
+    size = len(_file_stem(object_id).encode())
+    if size > MAX_STEM_BYTES:
+        return (
+            f"id of {len(object_id)} characters is too long for a cache file name "
+            f"({size} bytes once escaped; at most {MAX_STEM_BYTES})"
+        )
+    return None
 
 
 def _file_stem(object_id: str) -> str:

@@ -111,8 +111,10 @@ class Reply:
 
 @dataclass
 class ClientStats:
-    """What the client did: requests sent (retries included) per host key and per host
-    contacted, retries per host key, bytes received.
+    """What the client did: requests, retries and bytes.
+
+    ``requests`` and ``retries`` count per host key (the survey), ``requests_by_host`` per
+    host contacted; retries are included in the request counts.
     """
 
     requests: Counter = field(default_factory=Counter)
@@ -312,13 +314,13 @@ class HttpClient:
 
 
 def contacted_host(url: str | URL) -> str:
-    """The politeness key of a URL: scheme, host name and port (``'http://127.0.0.1:8765'``)."""
+    """Return the politeness key of a URL: scheme, host and port (``'http://127.0.0.1:80'``)."""
     parsed = URL(str(url))
     return f"{parsed.scheme}://{parsed.host}:{parsed.explicit_port or parsed.port}"
 
 
 def _same_host_redirect(current: URL, location: str, first_url: str) -> URL:
-    """The redirect target, or `RequestFailedError` when it leaves the host first contacted."""
+    """Return the redirect target; `RequestFailedError` when it leaves the first host."""
     try:
         target = current.join(URL(location))
     except ValueError:

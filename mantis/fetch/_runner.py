@@ -23,12 +23,13 @@ import pandas as pd
 from mantis.catalog import default_ids, read_catalog, validate_rows
 from mantis.config import load_settings
 from mantis.exceptions import CatalogError, ConfigError, FetchError
-from mantis.fetch._base import CutoutFetcher, SkyObject
-from mantis.fetch._cache import CutoutCache
+from mantis.fetch._base import MAX_CUTOUT_PIXELS, CutoutFetcher, SkyObject, cutout_pixels
+from mantis.fetch._cache import CutoutCache, object_id_problem
 from mantis.fetch._client import ClientSettings, HttpClient
 from mantis.fetch._galex import GalexFetcher
 from mantis.fetch._panstarrs import PanStarrsFetcher
 from mantis.fetch._unwise import UnwiseFetcher
+from mantis.surveys import survey as survey_info
 
 __all__ = [
     "FETCHERS",
@@ -67,6 +68,8 @@ class FetchSummary:
         Bytes of every response body.
     elapsed_s : float
         Wall-clock seconds of this run.
+    unusable_rows : list of str
+        Rows skipped because their id cannot name a cache file, one description each.
     """
 
     n_objects: int
@@ -77,6 +80,7 @@ class FetchSummary:
     retries: Counter = field(default_factory=Counter)
     bytes_received: int = 0
     elapsed_s: float = 0.0
+    unusable_rows: list[str] = field(default_factory=list)
 
     @property
     def n_failed(self) -> int:
@@ -85,8 +89,8 @@ class FetchSummary:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is left failed."""
-        return self.n_failed == 0
+        """True when nothing is left failed and no row was skipped."""
+        return self.n_failed == 0 and not self.unusable_rows
 
     def format(self) -> str:
         """Render a small text table for the terminal."""
@@ -102,6 +106,8 @@ class FetchSummary:
         for name, reasons in self.failure_reasons.items():
             for reason, n in reasons.most_common():
                 lines.append(f"  {name} failed: {n} x {reason}")
+        if self.unusable_rows:
+            lines.append(f"{len(self.unusable_rows)} row(s) skipped: id unusable as a file name")
         lines.append(
             f"{self.n_objects} objects in {self.elapsed_s:.1f} s, "
             f"{self.bytes_received / 1e6:.1f} MB received"
@@ -110,7 +116,7 @@ class FetchSummary:
 
 
 def load_fetch_config(config: dict[str, Any] | str | None = None) -> dict[str, Any]:
-    """The shipped ``fetch.yaml`` with a mapping, a config name or a YAML path laid over it.
+    """Return the shipped ``fetch.yaml`` with a mapping, a name or a YAML path laid over it.
 
     Raises
     ------
@@ -145,6 +151,23 @@ def catalog_objects(catalog: pd.DataFrame | str | os.PathLike) -> list[SkyObject
     return [SkyObject(str(i), float(r), float(d)) for i, r, d in zip(ids, ra, dec, strict=True)]
 
 
+def _usable(objects: list[SkyObject]) -> tuple[list[SkyObject], list[str]]:
+    """Split off the rows whose id cannot name a cache file; the others are fetched."""
+    kept, skipped = [], []
+    for row, obj in enumerate(objects):
+        problem = object_id_problem(obj.id)
+        if problem is None:
+            kept.append(obj)
+        else:
+            shown = obj.id if len(obj.id) <= 40 else obj.id[:40] + "..."
+            skipped.append(f"row {row} (0-based), id {shown!r}: {problem}; skipped")
+    return kept, skipped
+
+
+def _largest_cutout_arcsec(survey_name: str) -> float:
+    return MAX_CUTOUT_PIXELS[survey_name][0] * survey_info(survey_name).pixel_scale
+
+
 def make_fetchers(
     surveys: Sequence[str],
     *,
@@ -167,6 +190,8 @@ def make_fetchers(
         raise ConfigError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
     endpoints = endpoints or load_settings("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))
+    for name in sorted(set(surveys), key=_largest_cutout_arcsec):
+        cutout_pixels(name, size)  # a size too large is named against the tightest limit
     fetchers = []
     for name in dict.fromkeys(surveys):
         entry = dict(endpoints.get(name) or {})
@@ -279,7 +304,7 @@ def fetch_catalog(
         The cache cannot be written (disk full, permissions).
     """
     cfg = load_fetch_config(config)
-    objects = catalog_objects(catalog)
+    objects, unusable = _usable(catalog_objects(catalog))
     settings = ClientSettings.from_config(cfg, concurrency_per_host=concurrency)
     fetchers = make_fetchers(surveys, config=cfg, size_arcsec=size_arcsec, endpoint=endpoint)
     job = _fetch_all(
@@ -294,10 +319,13 @@ def fetch_catalog(
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(job)
-        # called from inside an event loop (a notebook): run on a thread with its own loop
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, job).result()
+            summary = asyncio.run(job)
+        else:
+            # called from inside an event loop (a notebook): a thread with its own loop
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                summary = pool.submit(asyncio.run, job).result()
+        summary.unusable_rows = unusable
+        return summary
     except (OSError, sqlite3.Error) as err:
         # the cache itself failed (disk full, permissions): finished products stay recorded
         raise FetchError(f"cannot write to the cache {str(cache_dir)!r}: {err}") from err

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import html
 import importlib
 import multiprocessing
 import os
@@ -54,7 +55,8 @@ class ServerSettings:
     Attributes
     ----------
     config : str
-        Universe configuration name under ``configs/sky/``.
+        Universe configuration: a name under ``mantis/configs/sky/``, a YAML path, or
+        ``'package.module:factory'``, which imports and runs that module (trusted code only).
     seed : int
         Universe and fault seed.
     latency_ms : float
@@ -96,8 +98,10 @@ class ServerSettings:
 def load_universe(config: str, seed: int) -> Any:
     """Load the simulated universe for (config, seed).
 
-    A ``config`` of the form ``'package.module:factory'`` calls ``factory(seed=seed)`` instead
-    (any object with ``render`` and ``psf_fwhm``, e.g. a user's own sky).
+    A ``config`` of the form ``'package.module:factory'`` imports ``package.module`` and calls
+    ``factory(seed=seed)`` instead (any object with ``render`` and ``psf_fwhm``, e.g. a user's
+    own sky). Importing runs that module's code with the server's rights: give only modules
+    you trust.
     """
     if ":" in config:
         module_name, _, attribute = config.partition(":")
@@ -258,9 +262,12 @@ class _App:
             except BadRequest as err:
                 if err.status == 500:  # the real services crash with a Django/HTML 500
                     return _html(500, "Server Error (500)", err.text)
-                # unwise.me and the viewer are Django apps: bare text labelled text/html
-                error_type = "text/plain" if kind == "ps1" else "text/html"
-                return web.Response(status=err.status, text=err.text, content_type=error_type)
+                # unwise.me and the viewer are Django apps: bare text labelled text/html, so
+                # the reflected values in it are escaped
+                if kind == "ps1":
+                    return web.Response(status=err.status, text=err.text)
+                text = html.escape(err.text, quote=False)
+                return web.Response(status=err.status, text=text, content_type="text/html")
             try:
                 body = await self.render(kind, params, all_nan)
             except NoCoverageError as err:
@@ -308,7 +315,10 @@ HANDLERS = web.AppKey("handlers", _App)
 
 
 def _html(status: int, title: str, detail: str) -> web.Response:
-    page = HTML_ERROR_PAGE.format(title=title, detail=detail)
+    # detail may reflect query values: escaped, so the page cannot carry markup or script
+    page = HTML_ERROR_PAGE.format(
+        title=html.escape(title, quote=False), detail=html.escape(detail, quote=False)
+    )
     return web.Response(status=status, text=page, content_type="text/html")
 
 

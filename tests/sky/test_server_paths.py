@@ -288,3 +288,21 @@ def test_unwise_overlap_answers_two_clipped_tiles_over_http():
         shapes = [fits.getdata(tar.extractfile(name)).shape for name in names]
     assert sorted(names) == ["unwise-1500p015-w1-img-m.fits", "unwise-1500p030-w1-img-m.fits"]
     assert all(shape[0] < 100 and shape[1] == 100 for shape in shapes)
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/viewer/fits-cutout", {"ra": SCRIPT, "dec": "2.5", "layer": "galex"}),  # HTML 500 page
+        ("/viewer/fits-cutout", {"ra": "150", "dec": "2.5", "layer": "galex", "bands": SCRIPT}),
+        ("/cutout_fits", {"ra": "150", "dec": "2", "bands": SCRIPT}),  # Django 500
+    ],
+)
+def test_reflected_values_in_html_error_pages_are_escaped(path, params):
+    status, ctype, body = one(path, **params)
+    assert status >= 400 and ctype == "text/html"
+    assert b"<script>" not in body
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
