@@ -73,3 +73,34 @@ def test_invalid_rows_and_options_are_clear_errors(fake_surveys, fast_config, tm
     assert _run(fake_surveys, catalog, config, tmp_path / "out", "--size", "-1") == 2
     assert "positive number of arcsec, got -1.0" in capsys.readouterr().err
     assert fake_surveys.counts.total() == 0
+
+
+def test_an_id_too_long_for_a_file_name_is_named_and_skipped(
+    fake_surveys, fast_config, tmp_path, capsys
+):
+    long_id = "x" * 300
+    rows = {"id": ["a", long_id, "b"], "ra": [10.0, 11.0, 12.0], "dec": [5.0, 5.0, 5.0]}
+    catalog, config = _write(tmp_path, fast_config, rows)
+    status = _run(fake_surveys, catalog, config, tmp_path / "out", "--surveys", "galex")
+    captured = capsys.readouterr()
+    assert status == 1  # a row could not be done: a run-time failure
+    [line] = captured.err.strip().splitlines()
+    assert "row 1" in line and "x" * 40 in line and "300 characters" in line
+    assert "skipped" in line
+    # the run went on: the other rows were fetched
+    assert CutoutCache(tmp_path / "out").statuses("galex") == {"a": "done", "b": "done"}
+    assert not any(len(p.name) > 255 for p in (tmp_path / "out").rglob("*"))
+
+
+def test_a_cutout_size_past_the_services_limit_is_one_line(
+    fake_surveys, fast_config, tmp_path, capsys
+):
+    catalog, config = _write(tmp_path, fast_config, {"ra": [10.0], "dec": [5.0]})
+    status = _run(fake_surveys, catalog, config, tmp_path / "out", "--size", "1e9")
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.count("\n") == 0
+    assert "1e+09 arcsec is too large for ps1: at most 600 arcsec" in err
+    assert "2400 pixels" in err  # the reason: the largest cutout the service is known to serve
+    assert not (tmp_path / "out").exists()
+    assert fake_surveys.counts.total() == 0  # nothing was sent
