@@ -13,6 +13,8 @@ its own connection, each written to a file.
 
 The politeness bound is ``cap / latency`` requests per second per host; PS1 takes five of the
 seven requests per object, so it bounds mantis at ``cap / (5 * latency)`` objects per second.
+As with the real services, each survey is served from its own host (here: its own loopback
+port), since mantis caps requests per host contacted.
 
 Usage: ``python scripts/bench_fetch.py [--objects 100] [--latency-ms 200] [--caps 16,32]``
 """
@@ -27,6 +29,7 @@ import gzip
 import io
 import json
 import multiprocessing
+import os
 import statistics
 import sys
 import tarfile
@@ -74,14 +77,17 @@ def _bodies() -> dict[str, bytes]:
 
 
 class LatencyService:
-    """The four service paths on 127.0.0.1, each answer delayed by ``latency_s``."""
+    """The four service paths on 127.0.0.1, each answer delayed by ``latency_s``.
+
+    The same application listens on three ports, one per survey (``urls``), as three hosts.
+    """
 
     def __init__(self, latency_s: float) -> None:
         self.latency_s = latency_s
         self.bodies = _bodies()
         self.requests = 0
         self.loop = asyncio.new_event_loop()
-        self.url = ""
+        self.urls: dict[str, str] = {}
 
     async def _lookup(self, request: web.Request) -> web.Response:
         if request.method == "POST":
@@ -122,9 +128,9 @@ class LatencyService:
         async def start() -> None:
             runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=0.5)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-            await site.start()
-            self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            for survey in ("ps1", "unwise", "galex"):
+                await web.TCPSite(runner, "127.0.0.1", 0, backlog=1024).start()
+                self.urls[survey] = f"http://127.0.0.1:{runner.addresses[-1][1]}"
             self._runner = runner
             ready.set()
 
@@ -146,7 +152,7 @@ class LatencyService:
 
 def _serve_forever(latency_s: float, urls: multiprocessing.Queue) -> None:
     with LatencyService(latency_s) as service:
-        urls.put(service.url)
+        urls.put(service.urls)
         threading.Event().wait()
 
 
@@ -204,8 +210,18 @@ def baseline_fetch(url: str, catalog: pd.DataFrame, out: Path) -> None:
                 job.result()
 
 
-def mantis_fetch(url: str, catalog: pd.DataFrame, out: Path, cap: int) -> None:
-    summary = fetch_catalog(catalog, cache_dir=out, endpoint=url, concurrency=cap, progress=False)
+def mantis_fetch(urls: dict[str, str], catalog: pd.DataFrame, out: Path, cap: int) -> None:
+    # one base URL per survey, through an endpoints.yaml in $MANTIS_CONFIG_DIR
+    folder = out.with_name(out.name + "-config")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "endpoints.yaml").write_text(
+        "".join(f"{survey}: {{base_url: '{url}'}}\n" for survey, url in urls.items())
+    )
+    os.environ["MANTIS_CONFIG_DIR"] = str(folder)
+    try:
+        summary = fetch_catalog(catalog, cache_dir=out, concurrency=cap, progress=False)
+    finally:
+        del os.environ["MANTIS_CONFIG_DIR"]
     if not summary.ok:
         raise RuntimeError(summary.format())
 
@@ -231,16 +247,16 @@ def main(argv: list[str] | None = None) -> int:
         {"ra": rng.uniform(140, 160, args.objects), "dec": rng.uniform(0, 10, args.objects)}
     )
     timings: dict[str, list[float]] = {"baseline": []} | {f"mantis cap {c}": [] for c in caps}
-    with service_process(latency) as url, tempfile.TemporaryDirectory() as tmp:
+    with service_process(latency) as urls, tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             started = time.perf_counter()
             baseline_fetch(
-                url, catalog.iloc[: args.baseline_objects], Path(tmp) / f"baseline{repeat}"
+                urls["ps1"], catalog.iloc[: args.baseline_objects], Path(tmp) / f"baseline{repeat}"
             )
             timings["baseline"].append(args.baseline_objects / (time.perf_counter() - started))
             for cap in caps:
                 started = time.perf_counter()
-                mantis_fetch(url, catalog, Path(tmp) / f"mantis{cap}-{repeat}", cap)
+                mantis_fetch(urls, catalog, Path(tmp) / f"mantis{cap}-{repeat}", cap)
                 timings[f"mantis cap {cap}"].append(args.objects / (time.perf_counter() - started))
 
     base = statistics.median(timings["baseline"])
