@@ -41,7 +41,7 @@ def test_pipeline_config_names_missing_sections(tmp_path):
 
     path = tmp_path / "p.yaml"
     path.write_text("name: x\nsky: {config: test, seed: 0}\n")
-    with pytest.raises(ConfigError, match="lacks models, paths"):
+    with pytest.raises(ConfigError, match=r"pipeline setting 'models' is missing \[in .*p\.yaml\]"):
         PipelineConfig.load(path)
 
 

@@ -170,3 +170,13 @@ def test_caches_go_to_the_user_cache_folder_or_the_environment(tmp_path, monkeyp
     assert cache_root() == tmp_path
     Universe.from_config("test", seed=3)
     assert len(list((tmp_path / "sky").glob("*-3.parquet"))) == 1
+
+
+def test_sky_cache_option_moves_the_population_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("MANTIS_SKY_CACHE", raising=False)  # restored after the test
+    cache = tmp_path / "populations"
+    out = tmp_path / "cat.parquet"
+    argv = ["sky", "catalog", "--config", "test", "--seed", "4", "--out", str(out)]
+    assert main([*argv, "--cache", str(cache)]) == 0
+    assert len(list(cache.glob("*-4.parquet"))) == 1
+    assert out.is_file()

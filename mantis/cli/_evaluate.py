@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from mantis.cli._inputs import check_dataset_file, check_input_file, check_parquet_file
     from mantis.evaluate import evaluate_run
 
-    check_input_file(args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train")
+    check_input_file(
+        args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train", allow_empty=True
+    )
     check_dataset_file(args.dataset, "--dataset")
     if args.truth is not None:
         check_parquet_file(args.truth, "--truth", expected="a sky truth table (.truth.parquet)")

@@ -22,8 +22,10 @@ __all__ = [
 ]
 
 
-def check_input_file(value: str | os.PathLike, option: str, *, expected: str) -> Path:
-    """Return ``value`` as a path if it names a readable, non-empty file.
+def check_input_file(
+    value: str | os.PathLike, option: str, *, expected: str, allow_empty: bool = False
+) -> Path:
+    """Return ``value`` as a path if it names a readable (and, by default, non-empty) file.
 
     Parameters
     ----------
@@ -33,13 +35,15 @@ def check_input_file(value: str | os.PathLike, option: str, *, expected: str) ->
         The option or argument it was given as (``'--dataset'``, ``'CATALOG'``).
     expected : str
         What the file should hold, for the message (``'a CSV, parquet or FITS catalogue'``).
+    allow_empty : bool
+        Leave a 0-byte file to the reader (whose own message is more specific).
     """
     path = Path(value)
     if path.is_dir():
         raise ConfigError(f"{option} {str(value)!r} is a folder; expected {expected}")
     if not path.is_file():
         raise ConfigError(f"{option} {str(value)!r} does not exist; expected {expected}")
-    if path.stat().st_size == 0:
+    if not allow_empty and path.stat().st_size == 0:
         raise ConfigError(f"{option} {str(value)!r} is empty (0 bytes); expected {expected}")
     if not os.access(path, os.R_OK):
         raise ConfigError(f"{option} {str(value)!r} is not readable; expected {expected}")
@@ -47,7 +51,10 @@ def check_input_file(value: str | os.PathLike, option: str, *, expected: str) ->
 
 
 def check_dataset_file(value: str | os.PathLike, option: str = "--dataset") -> Path:
-    """Return the path of a complete, readable mantis HDF5 dataset (as written by ``build``)."""
+    """Return the path of a complete, readable HDF5 file (a dataset written by ``build``).
+
+    Its layout is left to the dataset reader, which names what is missing.
+    """
     expected = "a mantis dataset (.h5 written by mantis build)"
     path = check_input_file(value, option, expected=expected)
     import h5py
@@ -55,19 +62,14 @@ def check_dataset_file(value: str | os.PathLike, option: str = "--dataset") -> P
     if not h5py.is_hdf5(path):
         raise ConfigError(f"{option} {str(value)!r} is not an HDF5 file; expected {expected}")
     try:
-        with h5py.File(path, "r") as f:
-            is_dataset = "n_written" in f.attrs
+        with h5py.File(path, "r"):
+            pass
     except (OSError, KeyError, RuntimeError) as err:
         reason = " ".join(str(err).split())[:200]
         raise ConfigError(
             f"{option} {str(value)!r} cannot be read (truncated or damaged HDF5: {reason}); "
             f"expected {expected}"
         ) from None
-    if not is_dataset:
-        raise ConfigError(
-            f"{option} {str(value)!r} is HDF5 but not a mantis dataset (no n_written "
-            f"attribute); expected {expected}"
-        )
     return path
 
 

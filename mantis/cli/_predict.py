@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from mantis.predict import predict_catalog
 
     check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
-    check_input_file(args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train")
+    check_input_file(
+        args.checkpoint, "--checkpoint", expected="a checkpoint of mantis train", allow_empty=True
+    )
     check_output_file(args.out, "--out", creates_folder=True)
 
     summary = predict_catalog(

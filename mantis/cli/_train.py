@@ -39,7 +39,7 @@ def run_argv(argv: list[str]) -> int:
 
 
 def _resolve_configs(argv: list[str]) -> list[str]:
-    """Replace the value of each ``--config`` that is not a file by the shipped file it names."""
+    """Replace each ``--config`` (``-c``) value that is not a file by the shipped file it names."""
     from mantis.config import config_file
 
     out, expect_value = [], False
@@ -50,5 +50,5 @@ def _resolve_configs(argv: list[str]) -> list[str]:
             out.append("--config=" + str(config_file(arg.removeprefix("--config="))))
         else:
             out.append(arg)
-        expect_value = arg == "--config"
+        expect_value = arg in ("--config", "-c")
     return out
