@@ -247,7 +247,8 @@ class HttpClient:
         method, url : str
             HTTP method and absolute URL.
         host_key : str
-            Politeness key; requests sharing it share one concurrency cap.
+            Label the statistics count under (the survey). The concurrency cap is per host
+            contacted, whatever the key (see `contacted_host`).
         params : dict, optional
             Query parameters.
         form : callable, optional
