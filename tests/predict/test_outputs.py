@@ -1,0 +1,110 @@
+"""`--out` is written once, whole: existing outputs of other inputs are refused, not reported."""
+
+import hashlib
+
+import pandas as pd
+import pytest
+from conftest import make_catalog
+
+from mantis.cli import main
+from mantis.predict import PredictionError, predict_catalog, read_predictions
+from mantis.predict.testing import StandInPredictor, StandInSource
+
+EXTENSIONS = ("parquet", "fits", "csv", "hdf5")
+
+
+def run(catalog, out, **kwargs):
+    kwargs.setdefault("predictor", StandInPredictor())
+    kwargs.setdefault("source", StandInSource())
+    kwargs.setdefault("batch_size", 64)
+    return predict_catalog(catalog, out, progress=False, **kwargs)
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+def test_an_output_of_the_same_inputs_is_recognised_in_every_format(catalog, tmp_path, ext):
+    out = tmp_path / f"out.{ext}"
+    run(catalog, out)
+    before = sha(out)
+    summary = run(catalog, out)
+    assert summary.up_to_date and summary.n_predicted == 0
+    assert sha(out) == before
+
+
+@pytest.mark.parametrize("ext", EXTENSIONS)
+def test_an_output_of_another_catalogue_is_refused(catalog, tmp_path, ext):
+    out = tmp_path / f"out.{ext}"
+    other = make_catalog(tmp_path / "other.csv", seed=5)
+    run(other, out)
+    before = sha(out)
+    with pytest.raises(PredictionError, match=r"made with a different catalog_sha256.*--overwrite"):
+        run(catalog, out)
+    assert sha(out) == before
+    run(catalog, out, overwrite=True)
+    assert read_predictions(out)[0]["id"].tolist()[:2] == ["gal00000", "gal00001"]
+
+
+def test_an_output_of_another_checkpoint_is_refused(catalog, tmp_path):
+    out = tmp_path / "out.parquet"
+    run(catalog, out, predictor=StandInPredictor(fingerprint="another-model"))
+    with pytest.raises(PredictionError, match="made with a different checkpoint"):
+        run(catalog, out)
+
+
+def test_a_file_not_written_by_predict_is_refused(catalog, tmp_path, capsys):
+    out = tmp_path / "out.csv"
+    out.write_text("my notes\n")
+    with pytest.raises(PredictionError, match=r"out\.csv exists and is not a csv output"):
+        run(catalog, out)
+    assert out.read_text() == "my notes\n"
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("csv", "out.parquet"), ("parquet", "out.fits"),
+                                           ("qp", "out.csv")])  # fmt: skip
+def test_a_format_contradicting_the_extension_is_an_error(catalog, tmp_path, capsys, fmt, name):
+    status = main(["predict", str(catalog), "--checkpoint", str(catalog), "--out",
+                   str(tmp_path / name), "--format", fmt])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert f"--format {fmt} contradicts the extension of" in err and name in err
+    assert list(tmp_path.iterdir()) == [tmp_path / "cat.csv"]
+
+
+def test_a_format_with_an_unknown_extension_is_taken_as_given(catalog, tmp_path):
+    run(catalog, tmp_path / "out.txt", fmt="csv")
+    assert len(pd.read_csv(tmp_path / "out.txt", comment="#")) == 300
+
+
+class FailsAtOnce(StandInSource):
+    def arrays(self, chunk):
+        raise RuntimeError("service went away")
+
+
+def test_a_run_failing_before_writing_anything_leaves_no_parts(catalog, tmp_path):
+    out = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError, match="service went away"):
+        run(catalog, out, source=FailsAtOnce())
+    assert not out.exists() and not (tmp_path / "out.parquet.parts").exists()
+
+
+@pytest.mark.parametrize("ext", ["parquet", "csv"])
+def test_the_bytes_do_not_depend_on_the_chunk_size(catalog, tmp_path, ext):
+    run(catalog, tmp_path / f"a.{ext}", batch_size=50)
+    run(catalog, tmp_path / f"b.{ext}", batch_size=37)
+    assert sha(tmp_path / f"a.{ext}") == sha(tmp_path / f"b.{ext}")
+    df = read_predictions(tmp_path / f"a.{ext}")[0]
+    assert df["id"].tolist() == pd.read_csv(catalog)["id"].tolist()
+
+
+def test_rerunning_the_cli_says_there_is_nothing_to_do(catalog, tmp_path, capsys, monkeypatch):
+    import mantis.predict
+
+    out = tmp_path / "out.parquet"
+    run(catalog, out)
+    monkeypatch.setattr(mantis.predict, "predict_catalog",
+                        lambda *a, **k: run(catalog, out))  # fmt: skip
+    assert main(["predict", str(catalog), "--checkpoint", str(catalog), "--out", str(out)]) == 0
+    assert "already holds the predictions" in capsys.readouterr().out
