@@ -21,7 +21,13 @@ from typing import Any
 
 from mantis.exceptions import ConfigError
 
-__all__ = ["ALLOWED_GLOBALS", "UnsafeCheckpointError", "pickle_globals", "read_checkpoint"]
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "UnsafeCheckpointError",
+    "pickle_globals",
+    "plain_metadata",
+    "read_checkpoint",
+]
 
 _STORAGES = ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte",
              "Bool")  # fmt: skip
@@ -100,6 +106,30 @@ def pickle_globals(data: bytes) -> list[str]:
             pushed = None
         recent = [*recent[-1:], pushed]
     return found
+
+
+def plain_metadata(value: Any) -> Any:
+    """Return ``value`` as plain JSON types (numpy scalars and arrays become floats and lists).
+
+    Metadata stored in a checkpoint must stay within `ALLOWED_GLOBALS`; a numpy scalar would
+    be pickled as a call to numpy and the checkpoint then refused.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` holds something that has no JSON form.
+    """
+    import json
+
+    def default(item: Any) -> Any:
+        if hasattr(item, "tolist"):
+            return item.tolist()
+        raise TypeError(f"{type(item).__name__} has no JSON form")
+
+    try:
+        return json.loads(json.dumps(value, default=default))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"checkpoint metadata must be JSON-like: {err}") from None
 
 
 def _pickle_of(path: Path) -> bytes:

@@ -15,7 +15,7 @@ import torch
 from mantis.data import DatasetError, dihedral
 from mantis.data._transforms import DIHEDRAL_ORDER
 from mantis.exceptions import ConfigError
-from mantis.models._checkpoint import read_checkpoint
+from mantis.models._checkpoint import plain_metadata, read_checkpoint
 from mantis.models._module import RedshiftModule
 from mantis.zgrid import ZGrid
 
@@ -183,7 +183,7 @@ def attach_calibration(ckpt: str | os.PathLike, calibration: dict) -> None:
     if not isinstance(calibration, dict):
         raise ConfigError(f"calibration must be a dict, got {type(calibration).__name__}")
     checkpoint = _read_checkpoint(ckpt)
-    checkpoint["mantis"]["calibration"] = calibration
+    checkpoint["mantis"]["calibration"] = plain_metadata(calibration)
     path = Path(ckpt)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)

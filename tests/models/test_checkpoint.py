@@ -115,3 +115,17 @@ def test_a_damaged_pickle_inside_the_archive_is_named(tmp_path, trained_run):
             )
     with pytest.raises(ConfigError, match=r"model\.ckpt' has a damaged pickle"):
         read_checkpoint(path)
+
+
+def test_a_calibration_with_numpy_numbers_is_stored_plain_and_loads(tmp_path, trained_run):
+    import numpy as np
+
+    from mantis.models import attach_calibration
+
+    copy = tmp_path / "model.ckpt"
+    copy.write_bytes(trained_run[1].read_bytes())
+    attach_calibration(copy, {"temperature": np.float64(1.5), "remap": np.linspace(0, 1, 3)})
+    assert set(pickle_globals(_data_pkl(copy))) <= ALLOWED_GLOBALS
+    stored = load_predictor(copy).calibration
+    assert stored == {"temperature": 1.5, "remap": [0.0, 0.5, 1.0]}
+    assert type(stored["temperature"]) is float
