@@ -70,17 +70,53 @@ def clean(checkpoint, sky_catalog, sky_server, tmp_path_factory):
     return out
 
 
+def configs(checkpoint):
+    """(build config with the checkpoint's grids, fetch config making a single attempt)."""
+    from mantis.config import load_config
+    from mantis.models import load_predictor
+
+    build = {**load_config("build")}
+    build["grids"] = {**build["grids"], **load_predictor(checkpoint).grids}
+    once = load_config("fetch")
+    once["client"] = {**once["client"], "max_attempts": 1, "connect_timeout_s": 5,
+                      "read_timeout_s": 10, "total_timeout_s": 20}  # fmt: skip
+    return build, once
+
+
 def manifest_failures(cache_dir, ids):
     with CutoutCache(cache_dir) as cache:
         return {i: sorted(s for s in SURVEYS if cache.status(i, s) == "failed") for i in ids}
 
 
-def test_closed_port_flags_every_row_exits_1_and_a_rerun_repairs_it(
+def test_closed_port_flags_every_row_and_a_rerun_predicts_exactly_those(
+    checkpoint, sky_catalog, sky_server, clean, tmp_path
+):
+    build, once = configs(checkpoint)
+    out, cache = tmp_path / "out.parquet", tmp_path / "cache"
+    source = CutoutSource(str(cache), f"http://127.0.0.1:{closed_port()}", build_config=build,
+                          fetch_config=once)  # fmt: skip
+    first = predict_catalog(sky_catalog, out, checkpoint=checkpoint, source=source, batch_size=5,
+                            progress=False)  # fmt: skip
+    assert (first.n_failed, first.n_invalid) == (18, 18)
+    assert first.fetch.statuses["ps1"]["failed"] == 18 and first.fetch.n_failed == 54
+    df = read_predictions(out)[0]
+    assert not df["valid"].any() and df["z_mean"].isna().all()
+    assert df["flag"].str.contains("fetch failed: galex .*ps1 .*unwise .*rerun to retry").all()
+    assert not df[["has_galex", "has_ps1", "has_unwise"]].any().any()
+    healthy = CutoutSource(str(cache), sky_server, build_config=build)
+    second = predict_catalog(sky_catalog, out, checkpoint=checkpoint, source=healthy,
+                             batch_size=5, progress=False)  # fmt: skip
+    assert (second.n_predicted, second.n_failed, second.n_invalid) == (18, 0, 0)
+    assert sha(out) == sha(clean)
+
+
+@pytest.mark.slow  # the client's six attempts with back-off, twice
+def test_cli_closed_port_exits_1_allow_failed_exits_0_and_a_rerun_repairs_it(
     checkpoint, sky_catalog, sky_server, clean, tmp_path, capsys
 ):
     out, cache = tmp_path / "out.parquet", tmp_path / "cache"
     args = ["predict", str(sky_catalog), "--checkpoint", str(checkpoint), "--out", str(out),
-            "--cache", str(cache), "--batch-size", "5", "--no-progress"]  # fmt: skip
+            "--cache", str(cache), "--batch-size", "18", "--no-progress"]  # fmt: skip
     assert main([*args, "--endpoint", f"http://127.0.0.1:{closed_port()}"]) == 1
     captured = capsys.readouterr()
     assert "failed" in captured.out.splitlines()[0] and "ps1" in captured.out
@@ -103,15 +139,9 @@ def test_closed_port_flags_every_row_exits_1_and_a_rerun_repairs_it(
 def test_thirty_percent_faults_never_give_a_valid_row_with_a_failed_product(
     checkpoint, sky_catalog, sky_server, clean, tmp_path
 ):
-    from mantis.config import load_config
-    from mantis.models import load_predictor
     from mantis.sky.testing import running_server
 
-    build = {**load_config("build")}
-    build["grids"] = {**build["grids"], **load_predictor(checkpoint).grids}
-    once = load_config("fetch")
-    once["client"] = {**once["client"], "max_attempts": 1, "connect_timeout_s": 5,
-                      "read_timeout_s": 10, "total_timeout_s": 20}  # fmt: skip
+    build, once = configs(checkpoint)
     out, cache = tmp_path / "out.parquet", tmp_path / "cache"
     with running_server(seed=0, fail_rate=0.3, faults="http503,truncated,html") as faulty:
         source = CutoutSource(str(cache), faulty, build_config=build, fetch_config=once)
