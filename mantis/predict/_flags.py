@@ -107,19 +107,22 @@ def judge_rows(
         if found is not None:
             statuses[name][rows] = np.asarray(found, dtype=object)
     has_data = _has_data(arrays, len(rows))
-    keep = np.ones(len(rows), dtype=bool)
-    for k, row in enumerate(rows):
+    failed = {name: np.array([str(v).startswith("failed") or v == "not_fetched"
+                              for v in statuses[name][rows]], dtype=bool)
+              for name in SURVEY_NAMES}  # fmt: skip
+    any_failed = np.logical_or.reduce(list(failed.values()))
+    keep = ~any_failed & has_data
+    for k in np.flatnonzero(~keep):  # only flagged rows get a text
+        row = rows[k]
         row_status = {name: str(statuses[name][row]) for name in SURVEY_NAMES}
-        failed = [f"{name} ({status.partition(': ')[2] or status})"
-                  for name, status in row_status.items()
-                  if status.startswith("failed") or status == "not_fetched"]  # fmt: skip
-        if failed:
-            reasons[row] = _join(reasons[row], f"fetch failed: {', '.join(failed)}; {RETRY_HINT}")
-            retry[row], keep[k] = True, False
-        elif not has_data[k]:
+        if any_failed[k]:
+            named = [f"{name} ({status.partition(': ')[2] or status})"
+                     for name, status in row_status.items() if failed[name][k]]  # fmt: skip
+            reasons[row] = _join(reasons[row], f"fetch failed: {', '.join(named)}; {RETRY_HINT}")
+            retry[row] = True
+        else:
             why = ", ".join(f"{n}: {s}" for n, s in row_status.items() if s) or "no pixels"
             reasons[row] = _join(reasons[row], f"no data in any survey ({why})")
-            keep[k] = False
     new_valid = valid.copy()
     new_valid[rows[~keep]] = False
     kept = {key: value[keep] for key, value in arrays.items()} if keep.any() else None

@@ -110,3 +110,34 @@ def test_rerunning_the_cli_says_there_is_nothing_to_do(catalog, tmp_path, capsys
                         lambda *a, **k: run(catalog, out))  # fmt: skip
     assert main(["predict", str(catalog), "--checkpoint", str(catalog), "--out", str(out)]) == 0
     assert "already holds the predictions" in capsys.readouterr().out
+
+
+class NothingInTheSouth(StandInSource):
+    """No survey has data below dec -30 (every product there is outside the footprint)."""
+
+    def arrays(self, chunk):
+        out = super().arrays(chunk)
+        south = chunk["dec"].to_numpy() < -30.0
+        for name in ("galex", "ps1", "unwise"):
+            out[f"catalog/has_{name}"] = out[f"catalog/has_{name}"] & ~south
+            out[f"fetch/{name}"] = [("no_coverage" if s else "done") for s in south]
+        return out
+
+
+def test_rows_without_data_in_any_survey_are_invalid_and_not_retried(catalog, tmp_path):
+    out = tmp_path / "out.parquet"
+    summary = run(catalog, out, source=NothingInTheSouth())
+    df = read_predictions(out)[0]
+    south = df["dec"] < -30
+    assert south.sum() > 10
+    assert not df.loc[south, "valid"].any() and df.loc[south, "z_mean"].isna().all()
+    assert (
+        df.loc[south, "flag"]
+        .str.fullmatch(
+            r"no data in any survey \(galex: no_coverage, ps1: no_coverage, unwise: no_coverage\)"
+        )
+        .all()
+    )
+    assert df.loc[~south, "valid"].sum() == (~south).sum() - 2  # the two bad catalogue rows
+    assert summary.n_failed == 0 and summary.fetch.statuses["ps1"]["no_coverage"] == south.sum()
+    assert not (tmp_path / "out.parquet.parts").exists()  # nothing left to retry
