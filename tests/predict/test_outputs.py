@@ -1,26 +1,12 @@
 """`--out` is written once, whole: existing outputs of other inputs are refused, not reported."""
 
-import hashlib
-
 import pandas as pd
 import pytest
+from test_pipeline import EXTENSIONS, run, sha
 
 from mantis.cli import main
-from mantis.predict import PredictionError, predict_catalog, read_predictions
+from mantis.predict import PredictionError, read_predictions
 from mantis.predict.testing import StandInPredictor, StandInSource
-
-EXTENSIONS = ("parquet", "fits", "csv", "hdf5")
-
-
-def run(catalog, out, **kwargs):
-    kwargs.setdefault("predictor", StandInPredictor())
-    kwargs.setdefault("source", StandInSource())
-    kwargs.setdefault("batch_size", 64)
-    return predict_catalog(catalog, out, progress=False, **kwargs)
-
-
-def sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("ext", EXTENSIONS)
