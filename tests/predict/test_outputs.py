@@ -1,5 +1,7 @@
 """`--out` is written once, whole: existing outputs of other inputs are refused, not reported."""
 
+from dataclasses import dataclass
+
 import pandas as pd
 import pytest
 from test_pipeline import EXTENSIONS, run, sha
@@ -127,3 +129,35 @@ def test_rows_without_data_in_any_survey_are_invalid_and_not_retried(catalog, tm
     assert df.loc[~south, "valid"].sum() == (~south).sum() - 2  # the two bad catalogue rows
     assert summary.n_failed == 0 and summary.fetch.statuses["ps1"]["no_coverage"] == south.sum()
     assert not (tmp_path / "out.parquet.parts").exists()  # nothing left to retry
+
+
+@dataclass(frozen=True)
+class FlakySource(StandInSource):
+    """Reports a failed PS1 product for every fifth row while ``broken``."""
+
+    broken: bool = True
+
+    def arrays(self, chunk):
+        out = super().arrays(chunk)
+        hit = (chunk["_row"].to_numpy() % 5 == 0) & self.broken
+        out["fetch/ps1"] = ["failed: HTTP 503" if h else "done" for h in hit]
+        return out
+
+
+@pytest.mark.parametrize("devices", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_failed_rows_are_redone_by_the_next_run_whatever_the_processes(catalog, tmp_path, devices):
+    clean = tmp_path / "clean.parquet"
+    run(catalog, clean, source=FlakySource(broken=False))
+    out = tmp_path / "out.parquet"
+    first = run(catalog, out, source=FlakySource(), devices=devices, batch_size=40)
+    df = read_predictions(out)[0]
+    hit = df.index % 5 == 0
+    assert first.n_failed == hit.sum() == 60
+    assert not df.loc[hit, "valid"].any()
+    assert (
+        df.loc[hit, "flag"].str.fullmatch(r"fetch failed: ps1 \(HTTP 503\); rerun to retry").all()
+    )
+    assert df.loc[~hit, "valid"].sum() == (~hit).sum() - 2  # rows 3 and 11 are bad catalogue rows
+    second = run(catalog, out, source=FlakySource(broken=False), devices=devices, batch_size=40)
+    assert (second.n_predicted, second.n_failed) == (first.n_failed, 0)
+    assert sha(out) == sha(clean)
