@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Stream a catalogue through fetch (cache-aware), build, the network and its "
             "recalibration, and write one row per object: the catalogue's columns, point "
             "estimates, intervals, odds, coverage flags and the density. Interrupted runs "
-            "resume where they stopped; invalid rows are flagged, not fatal."
+            "resume where they stopped; invalid rows are flagged, not fatal. Rows whose products "
+            "failed to download are flagged valid=False and the exit status is 1 (0 with "
+            "--allow-failed); rerunning predicts exactly those rows again."
         ),
     )
     parser.add_argument("catalog", help="catalogue (CSV, parquet or FITS) with ra, dec[, id]")
@@ -37,12 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--devices", type=int, default=1, help="CPU processes sharing the work")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips and rotations")
     parser.add_argument("--overwrite", action="store_true", help="predict again if --out exists")
+    parser.add_argument(
+        "--allow-failed", action="store_true",
+        help="exit 0 even when rows are flagged because their products failed to download "
+        "(they stay valid=False; rerunning predicts exactly those rows again)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict and print a one-line summary."""
+    """Predict and print the fetch summary and a one-line report; 1 if rows failed."""
+    import sys
+
     from mantis.cli._inputs import check_input_file, check_output_file
     from mantis.predict import predict_catalog
 
@@ -65,8 +74,21 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    if summary.up_to_date:
+        print(f"{summary.out} already holds the predictions of this catalogue and checkpoint "
+              f"({summary.n_rows} rows); nothing to do (--overwrite predicts again)")  # fmt: skip
+        return 0
+    if summary.fetch is not None and any(sum(c.values()) for c in summary.fetch.statuses.values()):
+        print(summary.fetch.format())
     print(
         f"wrote {summary.out}: {summary.n_rows} rows ({summary.n_predicted} predicted now, "
-        f"{summary.n_invalid} flagged invalid)"
+        f"{summary.n_invalid} flagged invalid, {summary.n_failed} with failed products)"
     )
+    if summary.n_failed:
+        print(
+            f"mantis predict: {summary.n_failed} row(s) have products that failed to download "
+            "and are flagged valid=False; rerun to retry them",
+            file=sys.stderr,
+        )
+        return 0 if args.allow_failed else 1
     return 0

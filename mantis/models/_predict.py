@@ -15,6 +15,7 @@ import torch
 from mantis.data import DatasetError, dihedral
 from mantis.data._transforms import DIHEDRAL_ORDER
 from mantis.exceptions import ConfigError
+from mantis.models._checkpoint import plain_metadata, read_checkpoint
 from mantis.models._module import RedshiftModule
 from mantis.zgrid import ZGrid
 
@@ -27,16 +28,7 @@ MICRO_BATCH = 32
 
 
 def _read_checkpoint(ckpt: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
-    path = Path(ckpt)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ConfigError(f"checkpoint {str(path)!r} is unreadable: {err}") from None
-    if "mantis" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise ConfigError(f"checkpoint {str(path)!r} was not written by `mantis train`")
-    return checkpoint
+    return read_checkpoint(ckpt, device)  # refuses anything that could run code
 
 
 class Predictor:
@@ -191,7 +183,7 @@ def attach_calibration(ckpt: str | os.PathLike, calibration: dict) -> None:
     if not isinstance(calibration, dict):
         raise ConfigError(f"calibration must be a dict, got {type(calibration).__name__}")
     checkpoint = _read_checkpoint(ckpt)
-    checkpoint["mantis"]["calibration"] = calibration
+    checkpoint["mantis"]["calibration"] = plain_metadata(calibration)
     path = Path(ckpt)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(checkpoint, tmp)

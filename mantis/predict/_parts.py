@@ -9,6 +9,7 @@ Memory stays flat: what is done is a list of row intervals, not a set of ids.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from mantis.exceptions import MantisError
 
 __all__ = ["PartStore", "PredictionError", "subtract_intervals"]
 
-_PART = re.compile(r"^part-(\d{12})-(\d{12})\.parquet$")
+_PART = re.compile(r"^(part|failed)-(\d{12})-(\d{12})\.parquet$")
 
 
 class PredictionError(MantisError):
@@ -83,43 +84,77 @@ class PartStore:
         tmp.write_text(json.dumps(wanted, sort_keys=True, indent=1))
         tmp.replace(self.manifest_path)
 
-    def parts(self) -> list[tuple[int, int, Path]]:
-        """Finished parts as ``(start, stop, path)``, sorted by ``start``."""
+    def parts(self, kind: str | None = None) -> list[tuple[int, int, Path]]:
+        """Parts as ``(start, stop, path)``, sorted by ``start``.
+
+        Parameters
+        ----------
+        kind : {'part', 'failed'}, optional
+            Only finished rows, or only rows whose products failed; default both.
+        """
         if not self.root.is_dir():
             return []
         found = []
         for path in self.root.iterdir():
-            if match := _PART.match(path.name):
-                found.append((int(match[1]), int(match[2]), path))
+            if (match := _PART.match(path.name)) and kind in (None, match[1]):
+                found.append((int(match[2]), int(match[3]), path))
         return sorted(found)
 
     def done(self) -> list[tuple[int, int]]:
-        """Row intervals already written, sorted and disjoint."""
-        return [(lo, hi) for lo, hi, _ in self.parts()]
+        """Row intervals finished for good, sorted and disjoint (failed rows are not done)."""
+        return [(lo, hi) for lo, hi, _ in self.parts("part")]
 
-    def part_path(self, start: int, stop: int) -> Path:
+    def n_failed(self) -> int:
+        """Rows written as failed (to be predicted again by the next run)."""
+        return sum(hi - lo for lo, hi, _ in self.parts("failed"))
+
+    def part_path(self, start: int, stop: int, kind: str = "part") -> Path:
         """File name of the part covering rows ``[start, stop)``."""
-        return self.root / f"part-{start:012d}-{stop:012d}.parquet"
+        return self.root / f"{kind}-{start:012d}-{stop:012d}.parquet"
 
-    def write(self, table: Any, start: int, stop: int) -> Path:
-        """Write one part atomically (temporary name, then rename).
-
-        Parameters
-        ----------
-        table : pyarrow.Table
-            Rows ``[start, stop)`` of the catalogue with their predictions.
-        """
+    def _write_one(self, table: Any, start: int, stop: int, kind: str) -> Path:
         import pyarrow.parquet as pq
 
-        final = self.part_path(start, stop)
+        final = self.part_path(start, stop, kind)
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         pq.write_table(table, tmp)
         tmp.replace(final)
         return final
 
+    def write(self, table: Any, start: int, stop: int, retry: Any = None) -> list[Path]:
+        """Write the rows of one run atomically (temporary name, then rename).
+
+        Failed parts of earlier runs overlapping ``[start, stop)`` are removed first (their
+        rows are all being predicted again by this run): a crash in between leaves a gap,
+        which the next run fills, never two parts for one row.
+
+        Parameters
+        ----------
+        table : pyarrow.Table
+            Rows ``[start, stop)`` of the catalogue with their predictions.
+        retry : array of bool, optional
+            Rows whose products failed: written to ``failed-*`` parts that the next run
+            predicts again; the other rows go to ``part-*`` parts.
+        """
+        import numpy as np
+
+        for lo, hi, path in self.parts("failed"):
+            if lo < stop and hi > start:
+                path.unlink(missing_ok=True)
+        retry = np.zeros(stop - start, bool) if retry is None else np.asarray(retry, bool)
+        edges = [0, *(np.flatnonzero(np.diff(retry.astype(np.int8))) + 1).tolist(), len(retry)]
+        written = []
+        for lo, hi in itertools.pairwise(edges):
+            kind = "failed" if retry[lo] else "part"
+            piece = table.slice(lo, hi - lo)
+            if lo:  # request counts of the run travel with its first piece only
+                piece = piece.replace_schema_metadata(None)
+            written.append(self._write_one(piece, start + lo, start + hi, kind))
+        return written
+
     def check_complete(self, n_rows: int) -> None:
         """Raise unless the parts cover rows ``[0, n_rows)`` exactly once."""
-        gaps = subtract_intervals(0, n_rows, self.done())
+        gaps = subtract_intervals(0, n_rows, [(lo, hi) for lo, hi, _ in self.parts()])
         if gaps:
             shown = ", ".join(f"[{lo}, {hi})" for lo, hi in gaps[:5])
             raise PredictionError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from mantis.predict._catalog_stream import (
     iter_catalog_chunks,
 )
 from mantis.predict._duplicates import DUPLICATE_REASON, duplicated_rows
+from mantis.predict._flags import fetch_summary, judge_rows, request_stats, with_fetch_columns
+from mantis.predict._outputs import check_existing_output, output_format
 from mantis.predict._parts import PartStore, PredictionError, subtract_intervals
 from mantis.predict._sources import (
     ArraySource,
@@ -34,7 +37,7 @@ from mantis.predict._sources import (
 )
 from mantis.predict._stages import staged
 from mantis.predict._summary import SUMMARY_COLUMNS, summarise_densities
-from mantis.predict._writers import FORMATS, format_from_path, merge_parts
+from mantis.predict._writers import merge_parts
 
 __all__ = ["PredictSummary", "predict_catalog"]
 
@@ -57,12 +60,21 @@ class PredictSummary:
         Rows predicted by this call (the rest were already written).
     n_invalid : int
         Rows of the output flagged invalid (empty predictions).
+    n_failed : int
+        Invalid rows whose products failed to download; a rerun predicts them again.
+    fetch : FetchSummary or None
+        Per survey, the fetch statuses of the catalogue's rows (as ``mantis fetch`` reports).
+    up_to_date : bool
+        ``out`` already held the predictions of these inputs; nothing was done.
     """
 
     out: Path
     n_rows: int
     n_predicted: int
     n_invalid: int
+    n_failed: int = 0
+    fetch: Any = None
+    up_to_date: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,7 @@ class _Job:
     tta: bool
     progress: bool
     duplicates: np.ndarray
+    made_from: dict | None = None
 
 
 def _file_sha256(path: str) -> str:
@@ -126,16 +139,17 @@ def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> It
 
     def fetch(item: tuple) -> tuple:
         run, valid, _ = item
+        stats = None
         if split and valid.any():
-            source.fetch(run[valid].reset_index(drop=True))
-        return item
+            stats = request_stats(source.fetch(run[valid].reset_index(drop=True)))
+        return (*item, stats)
 
     def build(item: tuple) -> tuple:
-        run, valid, reasons = item
+        run, valid, reasons, stats = item
         if not valid.any():
-            return run, valid, reasons, None
+            return run, valid, reasons, None, stats
         rows = run[valid].reset_index(drop=True)
-        return run, valid, reasons, source.build(rows) if split else source.arrays(rows)
+        return run, valid, reasons, source.build(rows) if split else source.arrays(rows), stats
 
     validated = (_validated(run, duplicates) for run in runs)
     return staged(validated, [(fetch, FETCH_AHEAD), (build, 1)])
@@ -192,7 +206,10 @@ def _predict_shard(job: _Job, rank: int, world: int) -> None:
     bar = tqdm(total=todo, unit="obj", desc="predict", disable=not job.progress or rank != 0)
     with bar:
         runs = _pending_runs(job, rank, world, done)
-        for run, valid, reasons, arrays in _prepared(runs, job.source, job.duplicates):
+        for run, valid, reasons, arrays, stats in _prepared(runs, job.source, job.duplicates):
+            # rows with a failed product or no data at all are flagged, never predicted
+            verdict = judge_rows(valid, reasons, arrays)
+            valid, reasons, arrays = verdict.valid, verdict.reasons, verdict.arrays
             n_valid = int(valid.sum())
             probs, flags = np.zeros((0, predictor.zgrid.n_bins)), coverage_flags({}, 0)
             if n_valid:
@@ -205,8 +222,9 @@ def _predict_shard(job: _Job, rank: int, world: int) -> None:
             table = _part_table(
                 run, valid, reasons, probs, flags, calibration is not None, predictor.zgrid
             )
+            table = with_fetch_columns(table, verdict.statuses, stats)
             first = int(run[ROW_COLUMN].iloc[0])
-            store.write(table, first, first + len(run))
+            store.write(table, first, first + len(run), retry=verdict.retry)
             bar.update(len(run))
 
 
@@ -223,8 +241,11 @@ def _zgrid_of(job: _Job) -> Any:
     return _load_predictor(job).zgrid
 
 
-def _finish(job: _Job, n_rows: int) -> int:
-    """Merge the parts into the output; return the number of rows flagged invalid."""
+def _finish(job: _Job, n_rows: int, earlier: set[str], started: float) -> tuple:
+    """Merge the parts into the output; return ``(n_invalid, n_failed, fetch summary)``.
+
+    The parts are kept while rows failed, so that the next run predicts exactly those.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -232,9 +253,12 @@ def _finish(job: _Job, n_rows: int) -> int:
     store.check_complete(n_rows)
     parts = [p for _, _, p in store.parts()]
     n_valid = sum(int(pc.sum(pq.read_table(p, columns=["valid"])[0]).as_py() or 0) for p in parts)
-    merge_parts(parts, job.out, job.fmt, _zgrid_of(job))
-    store.remove()
-    return n_rows - n_valid
+    merge_parts(parts, job.out, job.fmt, _zgrid_of(job), job.made_from)
+    fetched = fetch_summary(parts, earlier, n_rows, time.perf_counter() - started)
+    n_failed = store.n_failed()
+    if not n_failed:
+        store.remove()
+    return n_rows - n_valid, n_failed, fetched
 
 
 def _rank_main(rank: int, world: int, job: _Job, port: int, threads: int) -> None:
@@ -344,9 +368,7 @@ def predict_catalog(
     from mantis.predict._sources import CutoutSource
 
     out = Path(out)
-    fmt = fmt or format_from_path(out)
-    if fmt not in FORMATS:
-        raise PredictionError(f"unknown output format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    fmt = output_format(out, fmt)
     if (checkpoint is None) == (predictor is None):
         raise PredictionError("give exactly one of checkpoint= or predictor=")
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -356,8 +378,15 @@ def predict_catalog(
             raise PredictionError(f"{name} must be an integer >= 1, got {value!r}")
     n_rows = count_rows(catalog)
     next(iter_catalog_chunks(catalog, 1), None)  # column errors before the model loads
+    fingerprint = (
+        _file_sha256(checkpoint) if checkpoint is not None
+        else str(getattr(predictor, "fingerprint", type(predictor).__qualname__))
+    )  # fmt: skip
+    made_from = {"catalog_sha256": catalog_fingerprint(catalog), "checkpoint": fingerprint,
+                 "tta": tta}  # fmt: skip
     if out.exists() and not overwrite and not PartStore(out).root.exists():
-        return PredictSummary(out, n_rows, 0, 0)
+        check_existing_output(out, fmt, made_from)
+        return PredictSummary(out, n_rows, 0, 0, up_to_date=True)
     if devices == 1 and predictor is None:
         from mantis.models import load_predictor
 
@@ -368,22 +397,23 @@ def predict_catalog(
         source = CutoutSource(str(cache_dir or cache_root() / "cutouts"), endpoint,
                               build_config=_build_config(checkpoint, predictor))  # fmt: skip
     checkpoint = None if checkpoint is None else str(checkpoint)
-    fingerprint = (
-        _file_sha256(checkpoint) if checkpoint is not None
-        else str(getattr(predictor, "fingerprint", type(predictor).__qualname__))
-    )  # fmt: skip
     store = PartStore(out)
-    store.open(
-        {"catalog_sha256": catalog_fingerprint(catalog), "checkpoint": fingerprint, "tta": tta}
-    )
-    duplicates = duplicated_rows(catalog, n_rows, workdir=store.root)
-    job = _Job(str(catalog), str(out), fmt, checkpoint, predictor, source, int(batch_size),
-               bool(tta), progress, duplicates)  # fmt: skip
-    before = sum(hi - lo for lo, hi in PartStore(out).done())
-    if devices > 1:
-        _run_ranks(job, devices)
-    else:
-        _predict_shard(job, 0, 1)
-    n_predicted = sum(hi - lo for lo, hi in PartStore(out).done()) - before
-    n_invalid = _finish(job, n_rows)
-    return PredictSummary(out, n_rows, n_predicted, n_invalid)
+    resuming = store.root.exists()
+    store.open(made_from)
+    try:
+        duplicates = duplicated_rows(catalog, n_rows, workdir=store.root)
+        job = _Job(str(catalog), str(out), fmt, checkpoint, predictor, source, int(batch_size),
+                   bool(tta), progress, duplicates, made_from)  # fmt: skip
+        started = time.perf_counter()
+        earlier = {path.name for _, _, path in PartStore(out).parts("part")}
+        before = sum(hi - lo for lo, hi in PartStore(out).done())
+        if devices > 1:
+            _run_ranks(job, devices)
+        else:
+            _predict_shard(job, 0, 1)
+        n_invalid, n_failed, fetched = _finish(job, n_rows, earlier, started)
+    except BaseException:
+        if not resuming and not store.parts():
+            store.remove()  # nothing was predicted: leave no empty store behind
+        raise
+    return PredictSummary(out, n_rows, n_rows - before, n_invalid, n_failed, fetched)

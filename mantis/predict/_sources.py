@@ -46,37 +46,65 @@ class CutoutSource:
         Surveys to fetch.
     build_config : dict, optional
         Configuration handed to `mantis.stack.build_objects`.
+    fetch_config : dict or str, optional
+        Fetch settings handed to `mantis.fetch.fetch_catalog` (default ``fetch``).
     """
 
     cache_dir: str
     endpoint: str | None = None
     surveys: tuple[str, ...] = SURVEY_NAMES
     build_config: dict[str, Any] | None = field(default=None, hash=False)
+    fetch_config: dict[str, Any] | str | None = field(default=None, hash=False)
 
-    def fetch(self, chunk: pd.DataFrame) -> None:
-        """Fetch the cutouts of ``chunk`` into the cache (what it holds already is skipped)."""
+    def fetch(self, chunk: pd.DataFrame) -> Any:
+        """Fetch the cutouts of ``chunk`` into the cache (what it holds already is skipped).
+
+        Returns
+        -------
+        mantis.fetch.FetchSummary
+        """
         from mantis.fetch import fetch_catalog
 
-        fetch_catalog(
+        return fetch_catalog(
             chunk[["id", "ra", "dec"]],
             cache_dir=self.cache_dir,
             surveys=self.surveys,
             endpoint=self.endpoint,
             progress=False,
+            config=self.fetch_config,
         )
 
     def build(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Build the arrays of ``chunk`` from the cache (after `fetch`)."""
+        """Build the arrays of ``chunk`` from the cache (after `fetch`).
+
+        Besides the `mantis.stack.build_objects` arrays, ``'fetch/<survey>'`` holds each row's
+        manifest status: ``'done'``, ``'no_coverage'``, ``'failed: <reason>'`` or
+        ``'not_fetched'``; a failed product is never turned into pixels.
+        """
         from mantis.fetch import CutoutCache
         from mantis.stack import build_objects
 
         with CutoutCache(self.cache_dir) as cache:
-            return build_objects(chunk[["id", "ra", "dec"]], cache, self.build_config)
+            arrays = build_objects(chunk[["id", "ra", "dec"]], cache, self.build_config)
+            for name in self.surveys:
+                arrays[f"fetch/{name}"] = np.array(
+                    [_status(cache.record(str(i), name)) for i in chunk["id"]], dtype=object
+                )
+        return arrays
 
     def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
         """Fetch then build the arrays for ``chunk``."""
         self.fetch(chunk)
         return self.build(chunk)
+
+
+def _status(record: dict | None) -> str:
+    """One row's manifest status, a failure with its reason as ``mantis fetch`` counts it."""
+    if record is None:
+        return "not_fetched"
+    if record["status"] == "failed":
+        return f"failed: {str(record['last_error'] or 'error').split(':')[0]}"
+    return str(record["status"])
 
 
 def coverage_flags(arrays: dict[str, np.ndarray], n_rows: int) -> dict[str, np.ndarray]:

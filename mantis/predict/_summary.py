@@ -96,9 +96,11 @@ def summarise_densities(probs: np.ndarray, zgrid: ZGrid) -> dict[str, np.ndarray
             f"densities have shape {probs.shape}; expected (n_objects, {zgrid.n_bins}) on {zgrid}"
         )
     centres = zgrid.centres
-    z_mean = probs @ centres
+    # row-wise sums, not a matrix product: BLAS rounds a row differently depending on how
+    # many rows share the call, and a row's answer must not depend on its neighbours
+    z_mean = (probs * centres).sum(axis=1)
     # moments of the mass at bin centres, as RAIL/qp take them on a grid
-    z_var = probs @ centres**2 - z_mean**2
+    z_var = (probs * centres**2).sum(axis=1) - z_mean**2
     z_mode = centres[np.argmax(probs, axis=1)]
     summary = {"z_mean": z_mean, "z_mode": z_mode, "z_std": np.sqrt(np.maximum(z_var, 0.0))}
     levels = np.array(list(_QUANTILE_LEVELS.values()))

@@ -28,14 +28,17 @@ __all__ = [
     "format_from_path",
     "merge_parts",
     "output_metadata",
+    "read_made_from",
 ]
 
 FORMATS: tuple[str, ...] = ("parquet", "fits", "csv", "qp")
 DENSITY_COLUMN = "density"
 METADATA_KEY = "mantis.predictions"
+MADE_FROM_KEY = "made_from"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
              ".csv": "csv", ".hdf5": "qp", ".h5": "qp"}  # fmt: skip
-_DROP = ("_row",)
+ROW_GROUP_ROWS = 4096
+_DROP = ("_row", "_fetch_galex", "_fetch_ps1", "_fetch_unwise")  # bookkeeping of the parts
 
 
 def format_from_path(path: str | os.PathLike) -> str:
@@ -55,14 +58,21 @@ def format_from_path(path: str | os.PathLike) -> str:
     return _SUFFIXES[suffix]
 
 
-def output_metadata(zgrid: ZGrid) -> dict[str, str]:
-    """Return the description every output carries (grid, meaning of the density)."""
-    return {
+def output_metadata(zgrid: ZGrid, made_from: dict | None = None) -> dict[str, str]:
+    """Return the description every output carries (grid, meaning of the density).
+
+    ``made_from`` (catalogue and checkpoint fingerprints) is added when given, so that a
+    rerun can tell whether an existing output belongs to its inputs.
+    """
+    meta = {
         "zgrid": json.dumps(zgrid.to_dict(), sort_keys=True),
         "density": "probability per redshift bin; rows sum to one; empty for invalid rows",
         "odds": "probability within z_mode +- 0.06 (1 + z_mode)",
         "intervals": "central 68% and 95% credible intervals",
     }
+    if made_from is not None:
+        meta[MADE_FROM_KEY] = json.dumps(made_from, sort_keys=True)
+    return meta
 
 
 def _unified_schema(parts: list[Path]):
@@ -73,7 +83,8 @@ def _unified_schema(parts: list[Path]):
     # chunks of a CSV can infer different types for one column (int, then float with NaN)
     schema = pa.unify_schemas(schemas, promote_options="permissive")
     for name in _DROP:
-        schema = schema.remove(schema.get_field_index(name))
+        if name in schema.names:
+            schema = schema.remove(schema.get_field_index(name))
     return schema
 
 
@@ -81,16 +92,38 @@ def _tables(parts: list[Path], schema):
     import pyarrow.parquet as pq
 
     for path in parts:
-        yield pq.read_table(path).drop_columns(list(_DROP)).cast(schema)
+        table = pq.read_table(path)
+        yield table.drop_columns([c for c in _DROP if c in table.column_names]).cast(schema)
 
 
-def _write_parquet(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
+def _write_parquet(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None) -> None:
     import pyarrow.parquet as pq
 
-    meta = {METADATA_KEY: json.dumps(output_metadata(zgrid), sort_keys=True)}
+    meta = {METADATA_KEY: json.dumps(output_metadata(zgrid, made_from), sort_keys=True)}
     with pq.ParquetWriter(tmp, schema.with_metadata(meta)) as writer:
-        for table in _tables(parts, schema):
+        for table in _row_groups(_tables(parts, schema)):
             writer.write_table(table)
+
+
+def _row_groups(tables):
+    """Tables of `ROW_GROUP_ROWS` rows (the last may be shorter), whatever the parts' sizes.
+
+    Row groups then do not depend on where parts begin and end, so a run resumed after
+    failures or with another chunk size writes the same bytes as one clean run.
+    """
+    import pyarrow as pa
+
+    pending: list = []
+    held = 0
+    for table in tables:
+        pending.append(table)
+        held += len(table)
+        while held >= ROW_GROUP_ROWS:
+            merged = pa.concat_tables(pending).combine_chunks()
+            yield merged.slice(0, ROW_GROUP_ROWS)
+            pending, held = [merged.slice(ROW_GROUP_ROWS)], held - ROW_GROUP_ROWS
+    if held:
+        yield pa.concat_tables(pending).combine_chunks()
 
 
 def _density_matrix(table, zgrid: ZGrid) -> np.ndarray:
@@ -104,9 +137,9 @@ def _density_matrix(table, zgrid: ZGrid) -> np.ndarray:
     return dense
 
 
-def _write_csv(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
+def _write_csv(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None) -> None:
     with tmp.open("w", newline="") as fh:
-        for key, value in output_metadata(zgrid).items():
+        for key, value in output_metadata(zgrid, made_from).items():
             fh.write(f"# {key}: {value}\n")
         header = True
         for table in _tables(parts, schema):
@@ -165,7 +198,7 @@ def _fits_records(table, layout, zgrid: ZGrid) -> np.ndarray:
     return records
 
 
-def _write_fits(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
+def _write_fits(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None) -> None:
     import pyarrow.parquet as pq
     from astropy.io import fits
 
@@ -179,6 +212,8 @@ def _write_fits(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
     header["ZMAX"] = (zgrid.z_max, "upper edge of the redshift grid")
     header["NZBINS"] = (zgrid.n_bins, "number of redshift bins")
     header["DENSUNIT"] = ("probability per bin", "density column: rows sum to one")
+    if made_from is not None:
+        header["MADEFROM"] = json.dumps(made_from, sort_keys=True)
     # rows are streamed after a header that already states their number, part by part
     with tmp.open("wb") as fh:
         fh.write(fits.PrimaryHDU().header.tostring().encode("ascii"))
@@ -191,7 +226,7 @@ def _write_fits(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
         fh.write(b"\0" * (-written % 2880))
 
 
-def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
+def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     import qp
@@ -230,6 +265,11 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
         start += ens.npdf
         last = ens
     last.finalizeHdf5Write(fout)
+    if made_from is not None:
+        import h5py
+
+        with h5py.File(tmp, "a") as h5:
+            h5.attrs[f"mantis.{MADE_FROM_KEY}"] = json.dumps(made_from, sort_keys=True)
 
 
 _WRITERS: dict[str, Callable] = {
@@ -240,7 +280,13 @@ _WRITERS: dict[str, Callable] = {
 }
 
 
-def merge_parts(parts: list[Path], out: str | os.PathLike, fmt: str, zgrid: ZGrid) -> Path:
+def merge_parts(
+    parts: list[Path],
+    out: str | os.PathLike,
+    fmt: str,
+    zgrid: ZGrid,
+    made_from: dict | None = None,
+) -> Path:
     """Write the parts, in order, as one output file (temporary name, then rename).
 
     Parameters
@@ -253,6 +299,8 @@ def merge_parts(parts: list[Path], out: str | os.PathLike, fmt: str, zgrid: ZGri
         Output format.
     zgrid : ZGrid
         Grid of the densities.
+    made_from : dict, optional
+        Fingerprints of the inputs, stored in the file (see `read_made_from`).
 
     Returns
     -------
@@ -266,8 +314,47 @@ def merge_parts(parts: list[Path], out: str | os.PathLike, fmt: str, zgrid: ZGri
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        _WRITERS[fmt](parts, tmp, _unified_schema(parts), zgrid)
+        _WRITERS[fmt](parts, tmp, _unified_schema(parts), zgrid, made_from)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def read_made_from(path: str | os.PathLike, fmt: str) -> dict | None:
+    """Return the input fingerprints stored in an output, or None if it holds none.
+
+    Parameters
+    ----------
+    path : path-like
+        An existing output file.
+    fmt : {'parquet', 'fits', 'csv', 'qp'}
+        Its format.
+    """
+    text = None
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            meta = (pq.read_schema(path).metadata or {}).get(METADATA_KEY.encode())
+            text = json.loads(meta).get(MADE_FROM_KEY) if meta else None
+        elif fmt == "csv":
+            with Path(path).open() as fh:
+                for line in iter(fh.readline, ""):
+                    if not line.startswith("# "):
+                        break
+                    key, _, value = line[2:].rstrip("\n").partition(": ")
+                    text = value if key == MADE_FROM_KEY else text
+        elif fmt == "fits":
+            from astropy.io import fits
+
+            text = fits.getheader(path, 1).get("MADEFROM")
+        elif fmt == "qp":
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                text = h5.attrs.get(f"mantis.{MADE_FROM_KEY}")
+        found = json.loads(text) if text else None
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return found if isinstance(found, dict) else None

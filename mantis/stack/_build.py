@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,10 @@ import pandas as pd
 
 from mantis import __version__
 from mantis.config import config_hash, load_settings
-from mantis.stack._dataset import DatasetWriter, assign_splits, catalog_hash
+from mantis.stack._dataset import DatasetError, DatasetWriter, assign_splits, catalog_hash
 from mantis.stack._ebv import sfd_ebv
 from mantis.stack._grids import EARLY, Grid, grids_from_config, object_projection
+from mantis.stack._missing import check_something_fetched, failure_reason
 from mantis.stack._reproject_fast import Reprojected, reproject_planes_to_grids
 from mantis.stack._stitch import stitch_tiles
 from mantis.stack._units import Plane, ProductError, read_product
@@ -36,6 +38,7 @@ __all__ = [
 
 REPROJECTIONS = ("fast", "reference")
 _CORE_COLUMNS = ("id", "ra", "dec", "z")
+_BUILT_COLUMNS = ("missing", "missing_reason")  # written by the build, never passed through
 
 
 def resolve_build_config(config: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
@@ -163,7 +166,12 @@ def _catalog_arrays(chunk: pd.DataFrame, cfg: Mapping) -> dict[str, np.ndarray]:
     }
     for column in chunk.columns:
         name = str(column).replace("/", "_")
-        if name in _CORE_COLUMNS or f"catalog/{name}" in arrays or name.startswith("has_"):
+        if (
+            name in _CORE_COLUMNS
+            or f"catalog/{name}" in arrays
+            or name.startswith("has_")
+            or name in _BUILT_COLUMNS
+        ):
             continue
         values = chunk[column]
         if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
@@ -184,6 +192,7 @@ def build_objects_with_report(
     n = len(chunk)
     report = BuildSummary(n_objects=n, n_built=n)
     arrays = _catalog_arrays(chunk, cfg)
+    why_missing: list[dict[str, str]] = [{} for _ in range(n)]
     early = grids[EARLY]
     early_image = np.zeros((n, len(BANDS), *early.shape), dtype=np.float32)
     early_valid = np.zeros(early_image.shape, dtype=bool)
@@ -199,14 +208,15 @@ def build_objects_with_report(
             status = cache.status(object_id, name)
             paths = cache.product_paths(object_id, name) if status == "done" else []
             if not paths:
-                report.missing[name][
-                    status if status in ("no_coverage", "failed") else "not_fetched"
-                ] += 1
+                why = status if status in ("no_coverage", "failed") else "not_fetched"
+                report.missing[name][why] += 1
+                why_missing[row][name] = failure_reason(cache, object_id, name, why)
                 continue
             try:
                 found = read_product(name, paths)
             except ProductError:
                 report.missing[name]["unreadable"] += 1
+                why_missing[row][name] = "unreadable"
                 continue
             planes += found
             owners += [row] * len(found)
@@ -225,6 +235,8 @@ def build_objects_with_report(
         fetched = np.zeros(n, dtype=bool)
         fetched[owners] = True
         report.missing[name]["all_masked"] += int((fetched & ~has).sum())
+        for row in np.flatnonzero(fetched & ~has):
+            why_missing[row][name] = "all_masked"
         report.partly_masked[name] += int((has & ~valid.all(axis=(1, 2, 3))).sum())
         arrays[f"catalog/has_{name}"] = has
         arrays[f"{name}/image"], arrays[f"{name}/valid"], arrays[f"{name}/ivar"] = (
@@ -233,6 +245,10 @@ def build_objects_with_report(
             ivar,
         )
     arrays["early/image"], arrays["early/valid"] = early_image, early_valid
+    arrays["catalog/missing"] = np.array([",".join(w) for w in why_missing], dtype=object)
+    arrays["catalog/missing_reason"] = np.array(
+        ["; ".join(f"{s}: {r}" for s, r in w.items()) for w in why_missing], dtype=object
+    )
     return arrays, report
 
 
@@ -317,8 +333,11 @@ def build_dataset(
     catalog = catalog.reset_index(drop=True)
     cfg = resolve_build_config(config)
     cache = _open_cache(cache)
+    check_something_fetched(catalog, cache)
     chunk_size = int(cfg.get("chunk_objects", 64))
     summary = BuildSummary(n_objects=len(catalog))
+    fresh = not Path(out).exists()
+    any_data = False
     with DatasetWriter(
         out,
         n_objects=len(catalog),
@@ -333,8 +352,17 @@ def build_dataset(
             while start < len(catalog):
                 chunk = catalog.iloc[start : start + chunk_size]
                 arrays, report = build_objects_with_report(chunk, cache, cfg)
+                any_data = any_data or any(
+                    bool(np.any(arrays[f"catalog/has_{name}"])) for name in SURVEY_NAMES
+                )
                 writer.write(start, arrays)
                 summary.add(report)
                 start += len(chunk)
                 bar.update(len(chunk))
+    if fresh and not any_data and len(catalog):
+        Path(out).unlink(missing_ok=True)
+        raise DatasetError(
+            f"nothing could be built: no object of the catalogue has usable pixels in any "
+            f"survey ({'; '.join(summary.lines()[1:]).strip()}); {out} was not written"
+        )
     return summary
