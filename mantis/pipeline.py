@@ -135,9 +135,9 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     """
     config = PipelineConfig.load(config_path)
 
-    from mantis.evaluate import evaluate_run
+    from mantis.evaluate import evaluate_ablations, evaluate_run
     from mantis.models import train_model
-    from mantis.pipeline_report import evaluate_ablations, write_summary
+    from mantis.pipeline_report import write_summary
     from mantis.sky.testing import running_server
     from mantis.stack import build_dataset
 

@@ -4,6 +4,7 @@ Heavy pieces (plots, baselines, the report) are imported from their modules on d
 ``import mantis.evaluate`` stays light.
 """
 
+from mantis.evaluate._ablations import evaluate_ablations, read_split_arrays, withhold_survey
 from mantis.evaluate._calibration import Calibration, fit_calibration
 from mantis.evaluate._metrics import (
     cdf_quantiles,
@@ -26,6 +27,7 @@ __all__ = [
     "cdf_quantiles",
     "coverage",
     "density_metrics",
+    "evaluate_ablations",
     "evaluate_densities",
     "evaluate_run",
     "fit_calibration",
@@ -33,7 +35,9 @@ __all__ = [
     "pit_values",
     "point_estimates",
     "point_metrics",
+    "read_split_arrays",
     "residuals",
     "score_densities",
     "summarise_scores",
+    "withhold_survey",
 ]

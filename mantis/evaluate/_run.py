@@ -56,20 +56,20 @@ class _WorkCache:
 
 
 def _read_catalog(dataset: Path) -> dict[str, np.ndarray]:
-    import h5py
+    from mantis.stack import DatasetReader
 
-    with h5py.File(dataset, "r") as h5:
-        missing = [k for k in ("catalog/z", "catalog/split", "catalog/id") if k not in h5]
+    with DatasetReader(dataset) as reader:
+        missing = [k for k in ("catalog/z", "catalog/split", "catalog/id") if k not in reader]
         if missing:
             raise EvaluationError(f"dataset {str(dataset)!r} lacks {missing}")
-        return {
-            "id": np.asarray(h5["catalog/id"][:]).astype(str),
-            "z": np.asarray(h5["catalog/z"][:], dtype=np.float64),
-            "split": np.asarray(h5["catalog/split"][:]).astype("S").astype(str),
-            "ebv": np.asarray(h5["catalog/ebv"][:], dtype=np.float64)
-            if "catalog/ebv" in h5
-            else np.full(len(h5["catalog/z"]), np.nan),
-        }
+        columns = ["id", "z", "split", *(["ebv"] if "catalog/ebv" in reader else [])]
+        catalog = reader.catalog(columns)
+    catalog["z"] = catalog["z"].astype(np.float64)
+    if "ebv" in catalog:
+        catalog["ebv"] = catalog["ebv"].astype(np.float64)
+    else:
+        catalog["ebv"] = np.full(catalog["z"].size, np.nan)
+    return catalog
 
 
 def _flat(result: dict[str, Any]) -> dict[str, Any]:

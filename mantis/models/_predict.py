@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
-from mantis.data import DatasetError, dihedral
-from mantis.data._transforms import DIHEDRAL_ORDER
+from mantis.data import DIHEDRAL_ORDER, dihedral
 from mantis.exceptions import ConfigError
 from mantis.models._module import RedshiftModule
+from mantis.stack import DatasetError, DatasetReader
 from mantis.zgrid import ZGrid
 
 __all__ = ["Predictor", "attach_calibration", "load_predictor"]
@@ -133,18 +131,6 @@ class Predictor:
             out[start : start + batch_size] = self._predict_batch(chunk, tta)
         return out
 
-    def _dataset_chunks(
-        self, h5_path: str | os.PathLike, rows: np.ndarray, batch_size: int
-    ) -> Iterator[dict[str, np.ndarray]]:
-        with h5py.File(h5_path, "r") as f:
-            for start in range(0, len(rows), batch_size):
-                sel = rows[start : start + batch_size]
-                chunk = {"catalog/ebv": f["catalog/ebv"][sel]}
-                for g in self.groups:
-                    for kind in ("image", "valid"):
-                        chunk[f"{g}/{kind}"] = f[f"{g}/{kind}"][sel]
-                yield chunk
-
     def predict_dataset(
         self,
         h5_path: str | os.PathLike,
@@ -154,23 +140,15 @@ class Predictor:
         tta: bool = False,
     ) -> np.ndarray:
         """Densities ``(N, n_z)`` of every object of a split (``None``: all), in file order."""
-        if split not in (None, "train", "val", "test"):
-            raise DatasetError(f"split must be None, 'train', 'val' or 'test'; got {split!r}")
-        with h5py.File(h5_path, "r") as f:
-            n = len(f["catalog/ebv"])
-            if split is None:
-                rows = np.arange(n)
-            else:
-                rows = np.flatnonzero(
-                    np.asarray(f["catalog/split"][:]).astype("S") == split.encode()
-                )
-        out = np.empty((len(rows), self.zgrid.n_bins), dtype=np.float64)
-        position = 0
-        for chunk in self._dataset_chunks(h5_path, rows, batch_size):
-            self._check(chunk)
-            probs = self._predict_batch(chunk, tta)
-            out[position : position + len(probs)] = probs
-            position += len(probs)
+        with DatasetReader(h5_path) as reader:
+            rows = reader.rows(split)
+            out = np.empty((len(rows), self.zgrid.n_bins), dtype=np.float64)
+            position = 0
+            for chunk in reader.iter_arrays([*self.groups, "catalog/ebv"], rows, batch_size):
+                self._check(chunk)
+                probs = self._predict_batch(chunk, tta)
+                out[position : position + len(probs)] = probs
+                position += len(probs)
         return out
 
 
