@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mantis.cli._options import add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cutouts", required=True, help="cutout cache folder of mantis fetch")
     parser.add_argument("--out", required=True, help="output dataset (.h5)")
     parser.add_argument("--config", default="build", help="build config name or YAML path")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 

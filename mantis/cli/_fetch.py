@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mantis.cli._options import add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="fetch settings: a config name or YAML path (default: fetch)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 

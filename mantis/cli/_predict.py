@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mantis.cli._options import add_calibration, add_format, add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -22,17 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("catalog", help="catalogue (CSV, parquet or FITS) with ra, dec[, id]")
     parser.add_argument("--checkpoint", required=True, help="trained model checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="output file")
-    parser.add_argument(
-        "--format", choices=("parquet", "fits", "csv", "qp"), default=None,
-        help="output format (default: from the extension of --out; qp writes HDF5)",
-    )  # fmt: skip
+    add_calibration(parser)
+    from mantis.predict import FORMATS
+
+    add_format(
+        parser, FORMATS, help="output format (default: from the extension of --out; qp is HDF5)"
+    )
     parser.add_argument("--endpoint", default=None, help="base URL replacing every service")
     parser.add_argument("--cache", default="data/cutouts", help="raw cutout cache folder")
     parser.add_argument("--batch-size", type=int, default=256, help="objects per chunk")
     parser.add_argument("--devices", type=int, default=1, help="CPU processes sharing the work")
     parser.add_argument("--tta", action="store_true", help="average over the 8 flips and rotations")
     parser.add_argument("--overwrite", action="store_true", help="predict again if --out exists")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        calibration=args.calibration,
     )
     print(
         f"wrote {summary.out}: {summary.n_rows} rows ({summary.n_predicted} predicted now, "

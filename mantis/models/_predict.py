@@ -1,4 +1,4 @@
-"""Loading a trained checkpoint for deterministic prediction; storing a fitted calibration."""
+"""Loading a trained checkpoint (and its calibration file) for deterministic prediction."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mantis.calibration import find_calibration
 from mantis.data import DIHEDRAL_ORDER, dihedral
 from mantis.exceptions import ConfigError
 from mantis.models._module import RedshiftModule
@@ -49,7 +50,8 @@ class Predictor:
     grids : dict
         ``{group: {'pixel_scale', 'size'}}`` the network expects.
     calibration : dict or None
-        The recalibration stored by `attach_calibration`, not applied here.
+        The recalibration (``Calibration.to_dict()``) that `mantis calibrate` fitted for this
+        checkpoint; `predict_arrays` returns densities before it, and prediction applies it.
     """
 
     def __init__(self, module: RedshiftModule, *, calibration: dict | None = None) -> None:
@@ -152,8 +154,31 @@ class Predictor:
         return out
 
 
-def load_predictor(ckpt: str | os.PathLike, device: str = "cpu") -> Predictor:
-    """Load a `mantis train` checkpoint as a `Predictor` on ``device``."""
+def load_predictor(
+    ckpt: str | os.PathLike,
+    device: str = "cpu",
+    *,
+    calibration: str | os.PathLike | None = None,
+) -> Predictor:
+    """Load a `mantis train` checkpoint as a `Predictor` on ``device``.
+
+    Parameters
+    ----------
+    ckpt : path
+        The checkpoint.
+    device : str
+        Torch device of the network.
+    calibration : path, optional
+        A `mantis calibrate` file for this checkpoint; by default the one beside it
+        (``mantis.calibration.calibration_path``), if any. Checkpoints whose metadata hold a
+        calibration (written by older versions) fall back to it.
+
+    Raises
+    ------
+    ConfigError
+        If the checkpoint or the given calibration file is missing or unreadable, or the
+        calibration belongs to another checkpoint.
+    """
     checkpoint = _read_checkpoint(ckpt, device)
     accepted = inspect.signature(RedshiftModule).parameters
     # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``) to the hparams
@@ -161,11 +186,17 @@ def load_predictor(ckpt: str | os.PathLike, device: str = "cpu") -> Predictor:
     module = RedshiftModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
-    return Predictor(module, calibration=checkpoint["mantis"].get("calibration"))
+    found = find_calibration(ckpt, calibration)
+    stored = checkpoint["mantis"].get("calibration")
+    return Predictor(module, calibration=found.to_dict() if found is not None else stored)
 
 
 def attach_calibration(ckpt: str | os.PathLike, calibration: dict) -> None:
-    """Store a fitted recalibration under ``ckpt['mantis']['calibration']`` (atomic rewrite)."""
+    """Store a recalibration under ``ckpt['mantis']['calibration']`` (atomic rewrite).
+
+    The mantis stages never call this: `mantis calibrate` writes a calibration file beside the
+    checkpoint instead, and the checkpoint stays as training left it.
+    """
     if not isinstance(calibration, dict):
         raise ConfigError(f"calibration must be a dict, got {type(calibration).__name__}")
     checkpoint = _read_checkpoint(ckpt)
