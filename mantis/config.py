@@ -1,8 +1,7 @@
 """Loading the YAML files under ``configs/``.
 
 Each stage keeps its settings in a YAML file; ``load_config(name)`` finds it in the directory
-given by ``$MANTIS_CONFIG_DIR``, else the repository's ``configs/``, else the copy shipped
-inside the package.
+given by ``$MANTIS_CONFIG_DIR``, else the repository's ``configs/``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from mantis.exceptions import ConfigError
 
 __all__ = ["config_dirs", "config_hash", "load_config", "load_yaml"]
 
-_PACKAGE_CONFIGS = Path(__file__).parent / "configs"
 _REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -28,7 +26,7 @@ def config_dirs() -> list[Path]:
     dirs = []
     if env := os.environ.get("MANTIS_CONFIG_DIR"):
         dirs.append(Path(env))
-    dirs += [_REPO_CONFIGS, _PACKAGE_CONFIGS]
+    dirs.append(_REPO_CONFIGS)
     return [d for d in dirs if d.is_dir()]
 
 

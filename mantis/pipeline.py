@@ -139,7 +139,7 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     from mantis.evaluate import calibrate_run, evaluate_ablations, evaluate_run
     from mantis.models import train_model
     from mantis.pipeline_report import write_summary
-    from mantis.sky.testing import running_server
+    from mantis.sky import running_server
     from mantis.stack import build_dataset
 
     run_dir = config.run_dir

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mantis.exceptions import ConfigError
-    from mantis.stack._build import build_dataset
+    from mantis.stack import build_dataset
 
     if not Path(args.cutouts).is_dir():
         raise ConfigError(f"--cutouts {args.cutouts!r} is not a folder (run mantis fetch first)")

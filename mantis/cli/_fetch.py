@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the fetch and print the summary; 1 if failures remain, else 0."""
     from mantis.exceptions import ConfigError
-    from mantis.fetch._runner import fetch_catalog
+    from mantis.fetch import fetch_catalog
 
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}")

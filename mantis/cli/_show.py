@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the gallery."""
-    from mantis.stack._gallery import render_gallery
+    from mantis.stack import render_gallery
 
     print(f"wrote {render_gallery(args.dataset, args.out, n=args.n)}")
     return 0

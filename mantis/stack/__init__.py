@@ -17,6 +17,7 @@ from mantis.stack._dataset import (
     healpix_cells,
 )
 from mantis.stack._ebv import sfd_ebv
+from mantis.stack._gallery import render_gallery
 from mantis.stack._grids import EARLY, Grid, TanProjection, grids_from_config, object_projection
 from mantis.stack._reproject_fast import Reprojected, reproject_planes, reproject_planes_to_grids
 from mantis.stack._stitch import stitch_tiles
@@ -46,6 +47,7 @@ __all__ = [
     "read_product",
     "read_ps1",
     "read_unwise",
+    "render_gallery",
     "reproject_planes",
     "reproject_planes_to_grids",
     "resolve_build_config",
