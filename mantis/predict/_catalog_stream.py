@@ -7,7 +7,6 @@ file, which the part store uses to know what is already written.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mantis.calibration import file_sha256
 from mantis.catalog import count_rows, default_ids, iter_table_chunks, normalise_columns
 from mantis.exceptions import CatalogError
 
@@ -25,11 +25,7 @@ ROW_COLUMN = "_row"
 
 def catalog_fingerprint(path: str | os.PathLike) -> str:
     """SHA-256 of the catalogue file, read in blocks (memory does not grow with file size)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _check_columns(df: pd.DataFrame, path: Path) -> pd.DataFrame:
