@@ -1,13 +1,16 @@
-"""Reading and validating user catalogues (CSV, parquet or FITS).
+"""Reading and validating user catalogues: the one reader of every stage.
 
-Every stage that takes a list of sky positions (fetch, build, predict, train) reads it through
-`read_catalog`, so the same rules apply everywhere: columns ``ra`` and ``dec`` in degrees,
-an optional ``id``, optional ``z`` (required for training), everything else passed through.
+Fetch, build, predict (in chunks, `iter_table_chunks`) and the sky's user source catalogue read
+tables here, so they accept the same kinds (`CATALOG_EXTENSIONS`: CSV, gzipped CSV, parquet,
+FITS, gzipped FITS, VOTable) and apply the same column rules (`normalise_columns`): ``ra`` and
+``dec`` in degrees, an optional ``id``, optional ``z`` (required for training), names matched
+in any case, everything else passed through.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,38 @@ import pandas as pd
 
 from mantis.exceptions import CatalogError
 
-__all__ = ["MAX_ROWS_NAMED", "default_ids", "read_catalog", "validate_rows"]
+__all__ = [
+    "CATALOG_EXTENSIONS",
+    "COLUMN_NAMES",
+    "MAX_ROWS_NAMED",
+    "catalog_kind",
+    "count_rows",
+    "default_ids",
+    "iter_table_chunks",
+    "normalise_columns",
+    "read_catalog",
+    "read_table",
+    "validate_rows",
+]
 
 MAX_ROWS_NAMED = 10  # error messages name at most this many offending rows
-_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits"}
+
+CATALOG_EXTENSIONS: dict[str, str] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".vot": "votable",
+    ".votable": "votable",
+    ".csv.gz": "csv",
+    ".fits.gz": "fits",
+    ".fit.gz": "fits",
+}
+"""Every catalogue file kind mantis reads, by (lower-case) extension."""
+
+COLUMN_NAMES = ("id", "ra", "dec", "z")
+"""Columns recognised in any case (``RA``, ``Dec``, ``ID``, ``Z``)."""
 
 
 def default_ids(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -29,16 +60,52 @@ def default_ids(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     )
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix == ".gz" and path.stem.lower().endswith((".fits", ".fit", ".csv")):
-        suffix = Path(path.stem).suffix.lower()
-    kind = _READERS.get(suffix)
-    if kind is None:
-        raise CatalogError(
-            f"catalogue {str(path)!r} has unsupported extension {path.suffix!r}; "
-            f"allowed: .csv, .parquet, .fits (optionally .gz for CSV and FITS)"
-        )
+def catalog_kind(path: str | os.PathLike) -> str:
+    """Return the kind of a catalogue file: ``'csv'``, ``'parquet'``, ``'fits'`` or ``'votable'``.
+
+    Raises
+    ------
+    CatalogError
+        If the extension is not one of `CATALOG_EXTENSIONS`.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    for extension in sorted(CATALOG_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(extension):
+            return CATALOG_EXTENSIONS[extension]
+    raise CatalogError(
+        f"catalogue {str(path)!r} has unsupported extension {path.suffix!r}; "
+        f"allowed: {', '.join(CATALOG_EXTENSIONS)}"
+    )
+
+
+def _existing(path: str | os.PathLike) -> tuple[Path, str]:
+    path = Path(path)
+    kind = catalog_kind(path)
+    if not path.is_file():
+        raise CatalogError(f"catalogue {str(path)!r} does not exist")
+    return path, kind
+
+
+def _scalar_frame(table) -> pd.DataFrame:
+    # multidimensional columns cannot live in a flat DataFrame; keep the scalar ones
+    names = [name for name in table.colnames if len(table[name].shape) <= 1]
+    table = table[names]
+    for name in table.colnames:
+        if table[name].dtype.kind == "S":
+            table[name] = np.char.decode(np.char.strip(table[name]), "utf-8")
+    return table.to_pandas()
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a whole catalogue file as it is (no column rules applied).
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing, of another kind, or cannot be parsed.
+    """
+    path, kind = _existing(path)
     try:
         if kind == "csv":
             return pd.read_csv(path)
@@ -46,19 +113,83 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         from astropy.table import Table
 
-        table = Table.read(path, format="fits", character_as_bytes=False)
-        # multidimensional columns cannot live in a flat DataFrame; keep the scalar ones
-        names = [name for name in table.colnames if len(table[name].shape) <= 1]
-        return table[names].to_pandas()
-    except (OSError, ValueError, TypeError, pd.errors.ParserError) as err:
+        if kind == "votable":
+            return _scalar_frame(Table.read(path, format="votable"))
+        return _scalar_frame(Table.read(path, format="fits", character_as_bytes=False))
+    except (OSError, ValueError, TypeError, KeyError, IndexError, pd.errors.ParserError) as err:
         raise CatalogError(f"cannot read catalogue {str(path)!r} as {kind}: {err}") from None
 
 
-def _normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
-    # accept RA/Dec/ID in any case, the way survey catalogues spell them
+def _fits_table(path: Path):
+    from astropy.io import fits
+
+    # memory-mapped unless gzipped (astropy decompresses those into memory)
+    hdul = fits.open(path, memmap=not path.name.lower().endswith(".gz"))
+    for hdu in hdul:
+        if isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
+            return hdul, hdu
+    hdul.close()
+    raise CatalogError(f"catalogue {str(path)!r} holds no table HDU")
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Count the rows of a catalogue without loading it (VOTables are parsed once)."""
+    path, kind = _existing(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if kind == "fits":
+        hdul, hdu = _fits_table(path)
+        with hdul:
+            return int(hdu.header["NAXIS2"])
+    if kind == "votable":
+        return len(read_table(path))
+    return sum(len(chunk) for chunk in pd.read_csv(path, chunksize=65536, usecols=[0]))
+
+
+def iter_table_chunks(path: str | os.PathLike, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Yield a catalogue file in chunks of ``chunk_rows`` rows, as it is (no column rules).
+
+    CSV (gzipped or not), parquet and FITS are streamed, so memory does not grow with the
+    catalogue; a VOTable (an XML document) is parsed whole and then sliced.
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing, of another kind, or cannot be parsed.
+    """
+    if int(chunk_rows) != chunk_rows or chunk_rows < 1:
+        raise CatalogError(f"chunk_rows must be an integer >= 1, got {chunk_rows!r}")
+    path, kind = _existing(path)
+    if kind == "csv":
+        try:
+            yield from pd.read_csv(path, chunksize=chunk_rows)
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise CatalogError(f"cannot read catalogue {str(path)!r} as CSV: {err}") from None
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+    elif kind == "votable":
+        table = read_table(path)
+        for start in range(0, len(table), chunk_rows):
+            yield table.iloc[start : start + chunk_rows].reset_index(drop=True)
+    else:
+        from astropy.table import Table
+
+        hdul, hdu = _fits_table(path)
+        with hdul:
+            for start in range(0, int(hdu.header["NAXIS2"]), chunk_rows):
+                yield _scalar_frame(Table(hdu.data[start : start + chunk_rows], copy=True))
+
+
+def normalise_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Rename ``RA``/``Dec``/``ID``/``Z`` (any case) to the lower-case names mantis uses."""
     renames = {}
     lower = {str(c).lower(): c for c in df.columns}
-    for wanted in ("id", "ra", "dec", "z"):
+    for wanted in COLUMN_NAMES:
         if wanted not in df.columns and wanted in lower:
             renames[lower[wanted]] = wanted
     return df.rename(columns=renames)
@@ -130,7 +261,7 @@ def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.Data
     Parameters
     ----------
     path : str or path-like
-        CSV, parquet or FITS table (chosen by extension).
+        A table of one of the `CATALOG_EXTENSIONS` kinds.
     require_z : bool
         Require a ``z`` column with finite values >= 0 (training sets).
 
@@ -146,10 +277,7 @@ def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.Data
         If the file cannot be read, ra/dec are missing, or any row has a non-numeric or
         out-of-range coordinate or a duplicate id; the message names the rows (0-based, first ten).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"catalogue {str(path)!r} does not exist")
-    df = _normalise_columns(_read_table(path)).reset_index(drop=True)
+    df = normalise_columns(read_table(path)).reset_index(drop=True)
     valid, reasons = validate_rows(df, require_z=require_z)
     if not valid.all():
         by_reason: dict[str, list[int]] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CatalogError",
     "ConfigError",
+    "DensityError",
     "FetchError",
     "MantisError",
     "MantisWarning",
@@ -22,6 +23,10 @@ class ConfigError(MantisError):
 
 class CatalogError(MantisError):
     """A user catalogue is unreadable or has invalid rows."""
+
+
+class DensityError(MantisError, ValueError):
+    """Densities, redshifts or settings that cannot be scored, summarised or transformed."""
 
 
 class FetchError(MantisError):

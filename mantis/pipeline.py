@@ -1,7 +1,8 @@
 """The whole chain on the simulated sky: what `make train` runs.
 
 simulate the spec-z catalogue → serve the sky on loopback → fetch → build → train the early- and
-late-fusion models → evaluate each on the held-out split (with baselines and survey ablations).
+late-fusion models → calibrate each on the validation split → evaluate each on the held-out split
+(with baselines and survey ablations).
 Every step is resumable on its own (the fetch skips finished cutouts, the build resumes from the
 last chunk, training resumes from ``last.ckpt``), so a second run reuses everything it can.
 """
@@ -149,10 +150,10 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     """
     config = PipelineConfig.load(config_path)
 
-    from mantis.evaluate import evaluate_run
+    from mantis.evaluate import calibrate_run, evaluate_ablations, evaluate_run
     from mantis.models import train_model
-    from mantis.pipeline_report import evaluate_ablations, write_summary
-    from mantis.sky.testing import running_server
+    from mantis.pipeline_report import write_summary
+    from mantis.sky import running_server
     from mantis.stack import build_dataset
 
     run_dir = config.run_dir
@@ -191,6 +192,8 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
     for model_name, train_config in config["models"].items():
         with timer.step(f"train {model_name}"):
             checkpoint = train_model(train_config, dataset_path, run_dir / model_name)
+        with timer.step(f"calibrate {model_name}"):
+            calibrate_run(checkpoint, dataset_path)  # beside the checkpoint, where it is found
         with timer.step(f"evaluate {model_name}"):
             results[model_name] = evaluate_run(
                 checkpoint,

@@ -1,15 +1,11 @@
-"""Survey ablations and the one-page summary of a pipeline run."""
+"""The one-page summary of a pipeline run; the survey ablations it shows come from evaluate."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mantis.surveys import SURVEYS
-
-__all__ = ["evaluate_ablations", "read_split_arrays", "withhold_survey", "write_summary"]
+__all__ = ["write_summary"]
 
 # columns of the summary table: (key in the metrics dict, heading, format)
 _COLUMNS = (
@@ -20,69 +16,6 @@ _COLUMNS = (
     ("crps", "CRPS", "{:.4f}"),
     ("ks", "PIT KS", "{:.3f}"),
 )
-
-
-def read_split_arrays(dataset: str | Path, split: str) -> dict[str, np.ndarray]:
-    """Read every array of one split of a dataset into memory, keyed as `build_objects` keys."""
-    import h5py
-
-    arrays: dict[str, np.ndarray] = {}
-    with h5py.File(dataset, "r") as h5:
-        n_written = int(h5.attrs.get("n_written", len(h5["catalog/ra"])))
-        labels = h5["catalog/split"][:n_written]
-        rows = np.flatnonzero(labels == split.encode())
-
-        def visit(name: str, node: Any) -> None:
-            if isinstance(node, h5py.Dataset) and node.shape and node.shape[0] >= n_written:
-                arrays[name] = node[:n_written][rows]
-
-        h5.visititems(visit)
-    return arrays
-
-
-def withhold_survey(arrays: dict[str, np.ndarray], survey: str) -> dict[str, np.ndarray]:
-    """Return a copy of ``arrays`` in which ``survey`` looks absent (zero pixels, all masked)."""
-    from mantis.surveys import BAND_INDEX
-
-    held = dict(arrays)
-    for kind in ("image", "ivar", "valid"):
-        key = f"{survey}/{kind}"
-        if key in held:
-            held[key] = np.zeros_like(held[key])
-    channels = [BAND_INDEX[b] for b in SURVEYS[survey].bands]
-    for key in ("early/image", "early/valid"):
-        if key in held:
-            copy = held[key].copy()
-            copy[:, channels] = 0
-            held[key] = copy
-    if f"catalog/has_{survey}" in held:
-        held[f"catalog/has_{survey}"] = np.zeros_like(held[f"catalog/has_{survey}"])
-    return held
-
-
-def evaluate_ablations(
-    checkpoint: str | Path, dataset: str | Path, *, split: str, surveys: list[str]
-) -> dict[str, dict[str, float]]:
-    """Score a model on ``split`` with each survey in ``surveys`` withheld in turn."""
-    from mantis.evaluate import density_metrics, point_metrics
-    from mantis.models import load_predictor
-
-    predictor = load_predictor(checkpoint)
-    arrays = read_split_arrays(dataset, split)
-    z_spec = arrays["catalog/z"]
-    scores: dict[str, dict[str, float]] = {}
-    for survey in surveys:
-        probs = predictor.predict_arrays(withhold_survey(arrays, survey))
-        if predictor.calibration is not None:
-            from mantis.evaluate import Calibration
-
-            probs = Calibration.from_dict(predictor.calibration).apply(probs)
-        z_mean = probs @ predictor.zgrid.centres
-        scores[survey] = {
-            **point_metrics(z_mean, z_spec),
-            **density_metrics(probs, z_spec, predictor.zgrid),
-        }
-    return scores
 
 
 def _row(name: str, metrics: dict[str, Any]) -> str:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mantis.calibration import Calibration
 from mantis.evaluate import evaluate_densities, fit_calibration, pit_statistics, score_densities
-from mantis.evaluate._calibration import Calibration
 from mantis.evaluate._summary import _bootstrap_once
 from mantis.zgrid import ZGrid
 

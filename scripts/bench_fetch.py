@@ -44,8 +44,7 @@ import requests
 from aiohttp import web
 from astropy.io import fits
 
-from mantis.fetch import fetch_catalog
-from mantis.fetch._runner import load_fetch_config
+from mantis.fetch import fetch_catalog, load_fetch_config
 
 HEADER = "projcell subcell ra dec filter mjd type filename shortname badflag"
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "fetch.json"

@@ -22,9 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mantis.evaluate import evaluate_run
+from mantis.evaluate import evaluate_ablations, evaluate_run
 from mantis.models import train_model
-from mantis.pipeline_report import evaluate_ablations
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

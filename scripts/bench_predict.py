@@ -75,8 +75,7 @@ def bench_end_to_end(
     from mantis.config import load_config
     from mantis.predict import CutoutSource, predict_catalog
     from mantis.predict.testing import StandInPredictor
-    from mantis.sky import Universe
-    from mantis.sky.testing import running_server
+    from mantis.sky import Universe, running_server
 
     spec = Universe.from_config("test", seed=0).spec_catalog().head(n)
     spec[["id", "ra", "dec"]].to_csv(tmp / "e2e.csv", index=False)

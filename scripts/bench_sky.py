@@ -96,8 +96,8 @@ def bench_server(
 
     import aiohttp
 
+    from mantis.sky import running_server
     from mantis.sky._coverage import ps1_skycell_at
-    from mantis.sky.testing import running_server
 
     def requests(offset: int) -> list[tuple[str, dict]]:
         out = []

@@ -18,11 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mantis.stack._build import resolve_build_config
-from mantis.stack._grids import TanProjection, grids_from_config, object_projection
-from mantis.stack._reproject_fast import reproject_planes_to_grids
+from mantis.stack import (
+    Plane,
+    TanProjection,
+    grids_from_config,
+    object_projection,
+    reproject_planes_to_grids,
+    resolve_build_config,
+)
 from mantis.stack._reproject_ref import reproject_planes_reference
-from mantis.stack._units import Plane
 from mantis.surveys import bands_of, survey
 
 CUTOUT_PIXELS = {"ps1": 170, "galex": 32, "unwise": 32}  # the fetch room's 42.5" default

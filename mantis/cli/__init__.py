@@ -24,6 +24,7 @@ VERBS: dict[str, str] = {
     "build": "_build",
     "show": "_show",
     "train": "_train",
+    "calibrate": "_calibrate",
     "evaluate": "_evaluate",
     "predict": "_predict",
     "priors": "_priors",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mantis.cli._options import add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cutouts", required=True, help="cutout cache folder of mantis fetch")
     parser.add_argument("--out", required=True, help="output dataset (.h5)")
     parser.add_argument("--config", default="build", help="build config name or YAML path")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mantis.cli._inputs import check_input_file, check_output_file
     from mantis.exceptions import ConfigError
-    from mantis.stack._build import build_dataset
+    from mantis.stack import build_dataset
 
     check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
     check_output_file(args.out, "--out", creates_folder=True)

@@ -1,8 +1,10 @@
-"""``mantis evaluate``: metrics, recalibration, baselines, figures and a report for a checkpoint."""
+"""``mantis evaluate``: metrics, baselines, figures and a report for a checkpoint (scores only)."""
 
 from __future__ import annotations
 
 import argparse
+
+from mantis.cli._options import add_calibration, add_no_progress, add_split
 
 __all__ = ["register", "run"]
 
@@ -11,18 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="score a trained checkpoint, fit its recalibration, compare with baselines",
-        description="Predict densities for the validation and chosen split of DATASET, fit the "
-        "recalibration on the validation split and store it in the checkpoint, then write "
-        "metrics.json, report.md, report.html and PNG figures to --out, with template-fitting, "
-        "kNN (and, given --truth, oracle) baselines in the same tables. Reruns reuse finished "
-        "intermediate results kept under OUT/work.",
+        help="score a trained checkpoint before and after recalibration, against baselines",
+        description="Predict densities for the chosen split of DATASET, apply the recalibration "
+        "that mantis calibrate wrote (--calibration, or the file beside the checkpoint), then "
+        "write metrics.json, report.md, report.html and PNG figures to --out, with "
+        "template-fitting, kNN (and, given --truth, oracle) baselines in the same tables. "
+        "Nothing is written to the checkpoint. Reruns reuse finished intermediate results kept "
+        "under OUT/work.",
     )
     parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="trained checkpoint")
     parser.add_argument("--dataset", required=True, metavar="DATASET.h5", help="mantis dataset")
-    parser.add_argument(
-        "--split", default="test", choices=("train", "val", "test"), help="split to score"
-    )
+    add_split(parser, default="test", help="split to score")
+    add_calibration(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument(
         "--truth",
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(parser)
     parser.set_defaults(func=run)
 
 
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         split=args.split,
         truth=args.truth,
+        calibration=args.calibration,
         n_boot=args.n_boot,
         baselines=not args.no_baselines,
         plots=not args.no_plots,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mantis.cli._options import add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="fetch settings: a config name or YAML path (default: fetch)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 
@@ -58,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the fetch and print the summary; 1 if failures remain, else 0."""
     from mantis.cli._inputs import check_input_file
     from mantis.exceptions import ConfigError
-    from mantis.fetch._runner import fetch_catalog
+    from mantis.fetch import fetch_catalog
 
     check_input_file(args.catalog, "CATALOG", expected="a CSV, parquet or FITS table with ra, dec")
 

@@ -61,10 +61,11 @@ def check_dataset_file(value: str | os.PathLike, option: str = "--dataset") -> P
 
     if not h5py.is_hdf5(path):
         raise ConfigError(f"{option} {str(value)!r} is not an HDF5 file; expected {expected}")
+    from mantis.stack import DatasetError, DatasetReader
+
     try:
-        with h5py.File(path, "r"):
-            pass
-    except (OSError, KeyError, RuntimeError) as err:
+        DatasetReader(path).close()  # the store is the one module that opens datasets
+    except DatasetError as err:
         reason = " ".join(str(err).split())[:200]
         raise ConfigError(
             f"{option} {str(value)!r} cannot be read (truncated or damaged HDF5: {reason}); "

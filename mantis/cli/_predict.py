@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mantis.cli._options import add_calibration, add_format, add_no_progress
+
 __all__ = ["register", "run"]
 
 
@@ -24,10 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("catalog", help="catalogue (CSV, parquet or FITS) with ra, dec[, id]")
     parser.add_argument("--checkpoint", required=True, help="trained model checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="output file")
-    parser.add_argument(
-        "--format", choices=("parquet", "fits", "csv", "qp"), default=None,
-        help="output format (default: from the extension of --out; qp writes HDF5)",
-    )  # fmt: skip
+    add_calibration(parser)
+    from mantis.predict import FORMATS
+
+    add_format(
+        parser, FORMATS, help="output format (default: from the extension of --out; qp is HDF5)"
+    )
     parser.add_argument("--endpoint", default=None, help="base URL replacing every service")
     parser.add_argument(
         "--cache",
@@ -44,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="exit 0 even when rows are flagged because their products failed to download "
         "(they stay valid=False; rerunning predicts exactly those rows again)",
     )  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
 
 
@@ -73,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         tta=args.tta,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        calibration=args.calibration,
     )
     if summary.up_to_date:
         print(f"{summary.out} already holds the predictions of this catalogue and checkpoint "

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("predictions", help="output of mantis predict (parquet, FITS, CSV, qp)")
-    parser.add_argument("--format", required=True, choices=("prospector", "bagpipes", "table"))
+    from mantis.priors import PRIOR_FORMATS
+
+    parser.add_argument("--format", required=True, choices=PRIOR_FORMATS, help="prior format")
     parser.add_argument("--out", required=True, help="prior file to write")
     parser.add_argument(
         "--broaden", type=float, default=1.0, metavar="T",

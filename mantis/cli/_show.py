@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the gallery."""
     from mantis.cli._inputs import check_dataset_file, check_output_file, image_suffixes
-    from mantis.stack._gallery import render_gallery
+    from mantis.stack import render_gallery
 
     check_dataset_file(args.dataset, "DATASET")
     check_output_file(args.out, "--out", suffixes=image_suffixes(), creates_folder=True)

@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cache is not None:
         os.environ["MANTIS_SKY_CACHE"] = args.cache  # rendering workers inherit it
     if args.sky_verb == "serve":
-        from mantis.sky._faults import parse_fault_kinds
-        from mantis.sky._server import ServerSettings, serve
+        from mantis.sky import ServerSettings, parse_fault_kinds, serve
 
         settings = ServerSettings(
             config=args.config,
@@ -95,14 +94,14 @@ def run(args: argparse.Namespace) -> int:
         serve(settings, host=args.host, port=args.port)
         return 0
     if args.sky_verb == "catalog":
-        from mantis.sky._universe import Universe, write_catalog
+        from mantis.sky import Universe, write_catalog
 
         universe = Universe.from_config(args.config, seed=args.seed)
         write_catalog(universe, args.out)
         print(f"wrote {args.out}")
         return 0
     if args.sky_verb == "preview":
-        from mantis.sky._preview import draw_preview
+        from mantis.sky import draw_preview
 
         draw_preview(args.out, config=args.config, seed=args.seed, n_objects=args.n)
         print(f"wrote {args.out}")

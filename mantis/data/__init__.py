@@ -1,9 +1,8 @@
 """Loading the HDF5 dataset for training: Dataset, DataModule, augmentation, sampling."""
 
-from mantis.data._datamodule import SPLITS, MantisDataModule
+from mantis.data._datamodule import MantisDataModule
 from mantis.data._dataset import (
     FUSIONS,
-    DatasetError,
     H5Dataset,
     estimate_noise_sigma,
     image_groups,
@@ -17,6 +16,7 @@ from mantis.data._transforms import (
     dihedral,
     dihedral_inverse,
 )
+from mantis.stack import SPLITS, DatasetError  # re-exported: the store's, not a copy
 
 __all__ = [
     "DIHEDRAL_ORDER",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import h5py
 import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
 from mantis.data._dataset import (
-    DatasetError,
     H5Dataset,
     estimate_noise_sigma,
     image_groups,
@@ -16,11 +14,10 @@ from mantis.data._dataset import (
 )
 from mantis.data._sampler import balanced_sampler, redshift_balance
 from mantis.data._transforms import RandomDihedral
+from mantis.stack import SPLITS, DatasetError, DatasetReader
 from mantis.zgrid import ZGrid
 
-__all__ = ["SPLITS", "MantisDataModule"]
-
-SPLITS = ("train", "val", "test")
+__all__ = ["MantisDataModule"]
 
 
 class MantisDataModule(pl.LightningDataModule):
@@ -100,12 +97,12 @@ class MantisDataModule(pl.LightningDataModule):
         """Index the splits (cheap; safe to call on every process)."""
         if self.rows:
             return
-        with h5py.File(self.path, "r") as f:
-            split = np.asarray(f["catalog/split"][:]).astype("S")
-            z = f["catalog/z"][:] if "catalog/z" in f else np.full(len(split), np.nan)
+        with DatasetReader(self.path) as reader:
+            split = reader.catalog(["split"])["split"]
+            z = reader.catalog(["z"])["z"] if "catalog/z" in reader else np.full(split.size, np.nan)
         usable = np.isfinite(z) & self.zgrid.contains(np.nan_to_num(z, nan=-1.0))
         for name in SPLITS:
-            in_split = split == name.encode()
+            in_split = split == name
             self.rows[name] = np.flatnonzero(in_split & usable)
             dropped = int((in_split & ~usable).sum())
             if dropped:

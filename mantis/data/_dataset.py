@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
-from mantis.exceptions import MantisError
+from mantis.stack import DatasetError, DatasetReader
 
 __all__ = [
     "FUSIONS",
@@ -27,10 +24,6 @@ __all__ = [
 
 FUSIONS = ("early", "late")
 """Allowed fusion modes: one stack of all bands, or one input per survey."""
-
-
-class DatasetError(MantisError):
-    """The HDF5 dataset is missing, malformed or lacks what was asked for."""
 
 
 def image_groups(spec: dict[str, Any]) -> list[str]:
@@ -61,31 +54,22 @@ def read_spec(path: str | os.PathLike, fusion: str = "early") -> dict[str, Any]:
     """
     if fusion not in FUSIONS:
         raise DatasetError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"dataset {str(path)!r} does not exist; build it with `mantis build`")
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = dict(f.attrs)
-            missing = [k for k in ("bands", "surveys", "grids") if k not in attrs]
-            if missing:
-                raise DatasetError(f"dataset {str(path)!r} lacks attributes {missing}")
-            spec: dict[str, Any] = {
-                "fusion": fusion,
-                "bands": [str(b) for b in attrs["bands"]],
-                "surveys": [str(s) for s in attrs["surveys"]],
-                "grids": json.loads(attrs["grids"]),
-            }
-            groups = image_groups(spec)
-            absent = [g for g in groups if f"{g}/image" not in f or f"{g}/valid" not in f]
-            if absent or "catalog/split" not in f:
-                raise DatasetError(
-                    f"dataset {str(path)!r} lacks {absent or ['catalog/split']}; "
-                    f"the {fusion}-fusion model needs image, valid and catalog/split"
-                )
-            spec["channels"] = {g: int(f[f"{g}/image"].shape[1]) for g in groups}
-    except OSError as err:
-        raise DatasetError(f"cannot read dataset {str(path)!r}: {err}") from None
+    with DatasetReader(path) as reader:
+        held = reader.spec
+        spec: dict[str, Any] = {
+            "fusion": fusion,
+            "bands": held["bands"],
+            "surveys": held["surveys"],
+            "grids": held["grids"],
+        }
+        groups = image_groups(spec)
+        absent = [g for g in groups if g not in held["groups"]]
+        if absent or "catalog/split" not in reader:
+            raise DatasetError(
+                f"dataset {str(path)!r} lacks {absent or ['catalog/split']}; "
+                f"the {fusion}-fusion model needs image, valid and catalog/split"
+            )
+        spec["channels"] = {g: held["channels"][g] for g in groups}
     return spec
 
 
@@ -121,11 +105,11 @@ class H5Dataset(Dataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.groups = list(groups)
         self.transform = transform
-        with h5py.File(self.path, "r") as f:
-            self.ebv = np.nan_to_num(f["catalog/ebv"][:].astype(np.float32), nan=0.0)
-            self.z = f["catalog/z"][:].astype(np.float32)
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
+        with DatasetReader(self.path) as reader:
+            columns = reader.catalog(["ebv", "z"])
+        self.ebv = np.nan_to_num(columns["ebv"].astype(np.float32), nan=0.0)
+        self.z = columns["z"].astype(np.float32)
+        self._file: DatasetReader | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -133,31 +117,22 @@ class H5Dataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_file"] = None  # an open h5py handle must not cross into a worker
-        state["_pid"] = None
         return state
 
-    def _handle(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.path, "r")
-            self._pid = os.getpid()
-        return self._file
+    def _reader(self) -> DatasetReader:
+        if self._file is None:
+            self._file = DatasetReader(self.path)
+        return self._file  # the reader reopens its handle in a new process
 
     def close(self) -> None:
         """Close this process's file handle (reopened on the next read)."""
         if self._file is not None:
             self._file.close()
         self._file = None
-        self._pid = None
 
     def read_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Read image and valid arrays of file rows ``rows`` (any order, repeats allowed)."""
-        unique, inverse = np.unique(rows, return_inverse=True)
-        f = self._handle()
-        out = {}
-        for group in self.groups:
-            for kind in ("image", "valid"):
-                out[f"{group}/{kind}"] = f[f"{group}/{kind}"][unique][inverse]
-        return out
+        return self._reader().read(self.groups, np.asarray(rows, dtype=np.int64))
 
     def _sample(self, arrays: dict[str, np.ndarray], j: int, row: int) -> dict[str, Any]:
         sample = {
@@ -198,10 +173,11 @@ def estimate_noise_sigma(
         raise DatasetError("cannot estimate pixel noise from an empty training split")
     take = np.unique(rows[np.linspace(0, len(rows) - 1, min(max_objects, len(rows))).astype(int)])
     sigmas: dict[str, list[float]] = {}
-    with h5py.File(path, "r") as f:
+    with DatasetReader(path) as reader:
+        arrays = reader.read(list(groups), take)
         for group in groups:
-            image = f[f"{group}/image"][take]
-            valid = f[f"{group}/valid"][take] & np.isfinite(image)
+            image = arrays[f"{group}/image"]
+            valid = arrays[f"{group}/valid"] & np.isfinite(image)
             per_band = []
             for b in range(image.shape[1]):
                 pixels = image[:, b][valid[:, b]].astype(np.float64)

@@ -11,10 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from mantis import __version__
+from mantis.stack import DatasetWriter
 from mantis.surveys import BANDS, SURVEY_NAMES, bands_of, survey
 
 __all__ = ["DEFAULT_TEST_SIZES", "synthetic_dataset", "write_synthetic_dataset"]
@@ -141,14 +141,10 @@ def write_synthetic_dataset(path: str | os.PathLike, n_objects: int = 64, **kwar
     path = Path(path)
     arrays, attrs = synthetic_dataset(n_objects, **kwargs)
     tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for key, value in arrays.items():
-            if value.dtype == object:
-                f.create_dataset(key, data=list(value), dtype=h5py.string_dtype("utf-8"))
-            elif value.ndim == 4:
-                f.create_dataset(key, data=value, chunks=(1, *value.shape[1:]))
-            else:
-                f.create_dataset(key, data=value)
-        f.attrs.update(attrs)
+    tmp.unlink(missing_ok=True)
+    attrs = {**attrs, "catalog_hash": attrs["config_hash"]}
+    with DatasetWriter(tmp, n_objects=n_objects, attrs=attrs, chunk_objects=1,
+                       compression=None) as writer:  # fmt: skip
+        writer.write(0, arrays)
     tmp.replace(path)
     return path

@@ -1,4 +1,6 @@
-"""Global recalibration of redshift densities, fitted on the validation split.
+"""Fitting the global recalibration of redshift densities on the validation split.
+
+The fitted `Calibration` (applied by prediction and evaluation) lives in `mantis.calibration`.
 
 Two candidates are fitted and compared with leaving the densities as they are:
 
@@ -11,195 +13,28 @@ Two candidates are fitted and compared with leaving the densities as they are:
 
 The validation objects are split in two halves: each candidate is fitted on one and scored on
 the other by CRPS and PIT KS distance (each relative to the uncalibrated densities, summed); the
-best is refitted on all of them. `Calibration.apply` is a few vectorised passes over float32
-chunks, well above 10⁵ objects per second.
+best is refitted on all of them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 from scipy import optimize
 
+from mantis.calibration import CALIBRATION_METHODS, Calibration
 from mantis.evaluate._metrics import ks_statistic, score_densities
 from mantis.evaluate._validate import EvaluationError, check_probs, check_redshifts
 from mantis.zgrid import ZGrid
 
-__all__ = ["CALIBRATION_METHODS", "Calibration", "fit_calibration"]
+__all__ = ["CALIBRATION_METHODS", "Calibration", "fit_calibration"]  # the first two re-exported
 
-CALIBRATION_METHODS = ("identity", "temperature", "pit_remap")
-_FORMAT_VERSION = 1
 _REMAP_KNOTS = 200  # G is tabulated at PIT = 0, 1/200, ..., 1 (int16 indices need < 32767)
 _REMAP_IDENTITY_WEIGHT = 1e-3
 _TEMPERATURE_RANGE = (1.0 / 20.0, 20.0)
 _TEMPERATURE_FIT_OBJECTS = 20_000
 _LOG_FLOOR = np.float32(1e-30)  # floor inside log() when fitting T: far tails must still count
-_TINY = np.float32(1e-37)  # smallest normal float32 is 1.2e-38
 _EXP_FLOOR = np.float32(-87.0)  # exp(-87) = 1.6e-38 is still a normal float32
-_APPLY_CHUNK = 2048  # rows; small chunks keep the working set in cache
 _MIN_OBJECTS = 20
-
-
-@dataclass
-class Calibration:
-    """A fitted global recalibration.
-
-    Attributes
-    ----------
-    method : {'identity', 'temperature', 'pit_remap'}
-        The transformation `apply` performs.
-    zgrid : ZGrid
-        Grid of the densities it applies to.
-    temperature : float
-        T of temperature scaling (1 for the other methods).
-    remap : ndarray or None
-        G(u) at u = 0, 1/M, ..., 1 for the PIT remapping.
-    diagnostics : dict
-        Held-out validation CRPS and KS of every candidate, and the object counts.
-    """
-
-    method: str
-    zgrid: ZGrid
-    temperature: float = 1.0
-    remap: np.ndarray | None = None
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
-            raise EvaluationError(
-                f"calibration method must be one of {CALIBRATION_METHODS}, got {self.method!r}"
-            )
-        if not (np.isfinite(self.temperature) and self.temperature > 0):
-            raise EvaluationError(
-                f"calibration temperature must be positive, got {self.temperature!r}"
-            )
-        if self.method == "pit_remap":
-            remap = np.asarray(self.remap, dtype=np.float64) if self.remap is not None else None
-            if (
-                remap is None
-                or remap.ndim != 1
-                or remap.size < 2
-                or np.any(np.diff(remap) < 0)
-                or abs(remap[0]) > 1e-9
-                or abs(remap[-1] - 1) > 1e-9
-            ):
-                raise EvaluationError(
-                    "pit_remap calibration needs 'remap': a non-decreasing table from 0 to 1"
-                )
-            self.remap = remap
-
-    def apply(self, probs: np.ndarray, *, progress: bool = False) -> np.ndarray:
-        """Recalibrate densities.
-
-        Parameters
-        ----------
-        probs : ndarray, shape (n, n_z)
-            Per-bin probabilities on `zgrid`.
-        progress : bool
-            Show a progress bar.
-
-        Returns
-        -------
-        ndarray, shape (n, n_z), float32
-            Recalibrated per-bin probabilities; rows sum to one.
-        """
-        probs = check_probs(probs, self.zgrid)
-        out = np.empty(probs.shape, dtype=np.float32)
-        starts = range(0, probs.shape[0], _APPLY_CHUNK)
-        if progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc="recalibrating", unit="chunk")
-        for start in starts:
-            chunk = probs[start : start + _APPLY_CHUNK]
-            out[start : start + chunk.shape[0]] = self._apply_chunk(chunk)
-        return out
-
-    def _apply_chunk(self, chunk: np.ndarray) -> np.ndarray:
-        chunk = chunk.astype(np.float32, copy=False)
-        if self.method == "identity":
-            result = chunk.copy()
-        elif self.method == "temperature":
-            # p^(1/T) through logs relative to the row's peak, clamped so that no value is a
-            # subnormal float32 (those run ~10x slower); the floor is 1e-38 of the peak.
-            result = np.log(np.maximum(chunk, _TINY))
-            result -= result.max(axis=1, keepdims=True)
-            result *= np.float32(1.0 / self.temperature)
-            np.maximum(result, _EXP_FLOOR, out=result)
-            np.exp(result, out=result)
-        else:
-            mapped = np.cumsum(chunk, axis=1, dtype=np.float32)
-            _remap_cdf(mapped, self.remap.astype(np.float32), np.empty_like(mapped))
-            result = np.empty_like(mapped)
-            result[:, 0] = mapped[:, 0]
-            np.subtract(mapped[:, 1:], mapped[:, :-1], out=result[:, 1:])
-            np.maximum(result, 0.0, out=result)
-        result /= result.sum(axis=1, keepdims=True)
-        return result
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form, stored in checkpoints."""
-        return {
-            "format_version": _FORMAT_VERSION,
-            "method": self.method,
-            "zgrid": self.zgrid.to_dict(),
-            "temperature": float(self.temperature),
-            "remap": None if self.remap is None else [float(v) for v in self.remap],
-            "diagnostics": self.diagnostics,
-        }
-
-    @classmethod
-    def from_dict(cls, spec: dict[str, Any]) -> Calibration:
-        """Inverse of `to_dict`.
-
-        Raises
-        ------
-        EvaluationError
-            If keys are missing or values are not allowed.
-        """
-        if not isinstance(spec, dict):
-            raise EvaluationError(f"a calibration must be a mapping, got {type(spec).__name__}")
-        missing = {"method", "zgrid"} - set(spec)
-        if missing:
-            raise EvaluationError(f"calibration is missing {sorted(missing)}")
-        version = spec.get("format_version", _FORMAT_VERSION)
-        if version != _FORMAT_VERSION:
-            raise EvaluationError(
-                f"calibration format_version {version!r} is not supported (only {_FORMAT_VERSION})"
-            )
-        try:
-            zgrid = ZGrid.from_dict(spec["zgrid"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise EvaluationError(
-                f"calibration zgrid {spec['zgrid']!r} is invalid: {err}"
-            ) from None
-        return cls(
-            method=spec["method"],
-            zgrid=zgrid,
-            temperature=float(spec.get("temperature", 1.0)),
-            remap=None if spec.get("remap") is None else np.asarray(spec["remap"], dtype=float),
-            diagnostics=dict(spec.get("diagnostics", {})),
-        )
-
-
-def _remap_cdf(cdf: np.ndarray, table: np.ndarray, scratch: np.ndarray) -> None:
-    """Replace ``cdf`` in place by G(cdf), G piecewise linear through ``table`` at 0, 1/M, .., 1.
-
-    In-place float32 arithmetic, int16 indices and ``np.take`` into a scratch buffer: this is
-    the inner loop of `Calibration.apply` for the PIT remapping.
-    """
-    m = table.size - 1
-    slope = np.diff(table) * np.float32(m)
-    intercept = table[:-1] - slope * (np.arange(m, dtype=np.float32) / np.float32(m))
-    np.multiply(cdf, np.float32(m), out=scratch)
-    index = scratch.astype(np.int16)
-    np.minimum(index, m - 1, out=index)
-    np.take(slope, index, out=scratch)
-    cdf *= scratch
-    np.take(intercept, index, out=scratch)
-    cdf += scratch
 
 
 def _fit_temperature(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> float:

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
+from mantis import densities
 from mantis.evaluate._validate import EvaluationError, check_probs, check_redshifts
 from mantis.zgrid import ZGrid
 
@@ -111,51 +112,9 @@ def _point_summary(delta: np.ndarray) -> dict[str, float]:
     }
 
 
-def _chunk_quantiles(
-    cdf_right: np.ndarray, probs: np.ndarray, zgrid: ZGrid, qs: np.ndarray
-) -> np.ndarray:
-    """Quantiles of piecewise-linear CDFs, ``(rows, len(qs))``."""
-    out = np.empty((probs.shape[0], qs.size))
-    rows = np.arange(probs.shape[0])
-    for j, q in enumerate(qs):
-        idx = np.minimum((cdf_right < q).sum(axis=1), zgrid.n_bins - 1)
-        p_bin = probs[rows, idx]
-        left = cdf_right[rows, idx] - p_bin
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(p_bin > 0, (q - left) / p_bin, 0.5)
-        out[:, j] = zgrid.edges[idx] + zgrid.width * np.clip(frac, 0.0, 1.0)
-    return out
-
-
 def cdf_quantiles(probs: np.ndarray, zgrid: ZGrid, quantiles: np.ndarray) -> np.ndarray:
-    """Redshifts at which each object's CDF reaches the given levels.
-
-    The CDF is linear inside each bin, so the result is interpolated within bins.
-
-    Parameters
-    ----------
-    probs : ndarray, shape (n, n_z)
-        Per-bin probabilities on ``zgrid``.
-    zgrid : ZGrid
-        The grid.
-    quantiles : array_like, shape (m,)
-        Levels in [0, 1].
-
-    Returns
-    -------
-    ndarray, shape (n, m)
-    """
-    probs = check_probs(probs, zgrid)
-    qs = np.atleast_1d(np.asarray(quantiles, dtype=np.float64))
-    if ((qs < 0) | (qs > 1)).any():
-        raise EvaluationError(f"quantile levels must lie in [0, 1], got {qs.tolist()}")
-    out = np.empty((probs.shape[0], qs.size))
-    for start in range(0, probs.shape[0], _CHUNK_ROWS):
-        chunk = probs[start : start + _CHUNK_ROWS].astype(np.float64)
-        out[start : start + chunk.shape[0]] = _chunk_quantiles(
-            np.cumsum(chunk, axis=1), chunk, zgrid, qs
-        )
-    return out
+    """Redshifts at which each object's CDF reaches the given levels (`densities.quantiles`)."""
+    return densities.quantiles(probs, zgrid, quantiles)
 
 
 def _score_chunk(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> dict[str, np.ndarray]:
@@ -168,12 +127,10 @@ def _score_chunk(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> dict[str, np
     left = right - probs
 
     # PIT: the CDF at the truth, linear inside the truth's bin; 0 below and 1 above the grid.
+    pit = densities.pit_at(probs, zgrid, z)
     k = np.clip(np.floor((z - z_min) / width).astype(np.int64), 0, n_bins - 1)
     offset = np.clip(z - zgrid.edges[k], 0.0, width)
     p_k, left_k = probs[rows, k], left[rows, k]
-    pit = np.clip(left_k + p_k * offset / width, 0.0, 1.0)
-    # Exact 0 and 1 outside the grid (a cumulative sum can end a rounding error short of one).
-    pit = np.where(z < z_min, 0.0, np.where(z >= z_max, 1.0, pit))
 
     # CRPS, exact for the piecewise-linear CDF: ∫F² over the grid, plus ∫(1 − 2F) from the
     # truth to the top of the grid, plus the unit-height stretches outside the grid.
@@ -200,23 +157,16 @@ def _score_chunk(probs: np.ndarray, z: np.ndarray, zgrid: ZGrid) -> dict[str, np
     nearest = np.clip(np.ceil((z - zgrid.centres[0]) / width - 0.5), 0, n_bins - 1)
     cde_at_truth = density[rows, nearest.astype(np.int64)]
 
-    # HPD: mass of bins denser than the truth's bin (+ half of equal ones); outside the grid the
-    # truth has zero density and lies outside every HPD interval.
-    inside = zgrid.contains(z)
-    denser = np.where(probs > p_k[:, None], probs, 0.0).sum(axis=1)
-    equal = np.where(probs == p_k[:, None], probs, 0.0).sum(axis=1)
-    hpd = np.where(inside, np.minimum(denser + 0.5 * equal, 1.0), 1.0)
-
-    median = _chunk_quantiles(right, probs, zgrid, np.array([0.5]))[:, 0]
     return {
         "pit": pit,
         "crps": crps,
         "cde_integral": cde_integral,
         "cde_at_truth": cde_at_truth,
-        "hpd": hpd,
+        # HPD: mass of bins denser than the truth's bin (+ half of equal ones)
+        "hpd": densities.hpd_level(probs, zgrid, z),
         "z_mean": probs @ zgrid.centres,
-        "z_median": median,
-        "z_mode": zgrid.centres[np.argmax(probs, axis=1)],
+        "z_median": densities.median(probs, zgrid),
+        "z_mode": densities.mode(probs, zgrid),
     }
 
 
@@ -267,14 +217,11 @@ def pit_values(probs: np.ndarray, z_spec: np.ndarray, zgrid: ZGrid) -> np.ndarra
 
 def point_estimates(probs: np.ndarray, zgrid: ZGrid) -> dict[str, np.ndarray]:
     """Mean, median (interpolated within the bin) and mode (bin centre) of each density."""
-    probs = check_probs(probs, zgrid)
-    median = cdf_quantiles(probs, zgrid, [0.5])[:, 0]
-    mean = np.empty(probs.shape[0])
-    mode = zgrid.centres[np.argmax(probs, axis=1)]
-    for start in range(0, probs.shape[0], _CHUNK_ROWS):
-        chunk = probs[start : start + _CHUNK_ROWS].astype(np.float64)
-        mean[start : start + chunk.shape[0]] = chunk @ zgrid.centres
-    return {"mean": mean, "median": median, "mode": mode}
+    return {
+        "mean": densities.mean(probs, zgrid),
+        "median": densities.median(probs, zgrid),
+        "mode": densities.mode(probs, zgrid),
+    }
 
 
 def ks_statistic(sorted_pit: np.ndarray) -> float:

@@ -10,7 +10,6 @@ inflated for the pixel-to-pixel correlation that up-sampling a coarser survey in
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -21,7 +20,7 @@ import pandas as pd
 from mantis.evaluate._validate import EvaluationError
 from mantis.surveys import BANDS, SURVEY_NAMES, band, survey
 
-__all__ = ["aperture_photometry", "dataset_photometry", "split_rows"]
+__all__ = ["aperture_photometry", "dataset_photometry"]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 _MIN_VALID_FRACTION = 0.8  # below this share of valid aperture pixels the band is missing
@@ -152,17 +151,6 @@ def aperture_photometry(
     return flux, flux_err
 
 
-def split_rows(h5: object, split: str | None) -> np.ndarray:
-    """Row indices of a split in an open dataset (``None``: every row)."""
-    n = len(h5["catalog/z"])
-    if split is None:
-        return np.arange(n)
-    if split not in ("train", "val", "test"):
-        raise EvaluationError(f"split must be None, 'train', 'val' or 'test'; got {split!r}")
-    labels = np.asarray(h5["catalog/split"][:]).astype("S")
-    return np.flatnonzero(labels == split.encode())
-
-
 def dataset_photometry(
     h5_path: str | os.PathLike,
     *,
@@ -193,51 +181,54 @@ def dataset_photometry(
         ``row`` (index in the file), ``id``, ``z``, ``ebv``, ``flux_<band>`` and
         ``flux_err_<band>`` (nanomaggies) for the nine bands.
     """
-    import h5py
+    from mantis.stack import DatasetError, DatasetReader, check_split
 
     if source not in ("early", "native"):
         raise EvaluationError(f"source must be 'early' or 'native', got {source!r}")
+    try:
+        check_split(split, allow_all=True)
+    except DatasetError as err:
+        raise EvaluationError(str(err)) from None
     path = Path(h5_path)
     if not path.is_file():
         raise EvaluationError(f"dataset {str(path)!r} does not exist")
     names = [b.name for b in BANDS]
-    with h5py.File(path, "r") as h5:
-        rows = split_rows(h5, split)
-        grids = json.loads(h5.attrs["grids"])
-        groups = ["early"] if source == "early" else [s for s in SURVEY_NAMES if s in h5]
-        missing = [g for g in groups if f"{g}/image" not in h5]
+    with DatasetReader(path) as reader:
+        rows = reader.rows(split)
+        grids = reader.grids()
+        groups = ["early"] if source == "early" else [s for s in SURVEY_NAMES if s in reader]
+        missing = [g for g in groups if f"{g}/image" not in reader]
         if missing:
             raise EvaluationError(f"dataset {str(path)!r} has no {missing[0]}/image")
         flux = np.full((rows.size, len(names)), np.nan)
         flux_err = np.full_like(flux, np.nan)
-        starts = range(0, rows.size, _CHUNK)
+        keys = [k for g in groups for k in ([g, f"{g}/ivar"] if source == "native" else [g])]
+        chunks = reader.iter_arrays(keys, rows, _CHUNK)
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="aperture photometry", unit="chunk")
-        for start in starts:
-            sel = rows[start : start + _CHUNK]
+            chunks = tqdm(chunks, desc="aperture photometry", unit="chunk",
+                          total=-(-rows.size // _CHUNK))  # fmt: skip
+        for start, arrays in zip(range(0, rows.size, _CHUNK), chunks, strict=False):
             for group in groups:
                 group_bands = names if group == "early" else list(survey(group).bands)
-                ivar = h5[f"{group}/ivar"][sel] if source == "native" else None
                 f, e = aperture_photometry(
-                    h5[f"{group}/image"][sel],
-                    h5[f"{group}/valid"][sel],
+                    arrays[f"{group}/image"],
+                    arrays[f"{group}/valid"],
                     float(grids[group]["pixel_scale"]),
                     group_bands,
                     radius_arcsec=radius_arcsec,
-                    ivar=ivar,
+                    ivar=arrays.get(f"{group}/ivar"),
                 )
                 cols = [names.index(b) for b in group_bands]
-                flux[start : start + sel.size, cols] = f
-                flux_err[start : start + sel.size, cols] = e
+                flux[start : start + len(f), cols] = f
+                flux_err[start : start + len(f), cols] = e
+        columns = reader.catalog(["id", "z", *(["ebv"] if "catalog/ebv" in reader else [])])
         table = {
             "row": rows,
-            "id": np.asarray(h5["catalog/id"][:])[rows].astype(str),
-            "z": np.asarray(h5["catalog/z"][:])[rows],
-            "ebv": np.asarray(h5["catalog/ebv"][:])[rows]
-            if "catalog/ebv" in h5
-            else np.zeros(rows.size),
+            "id": columns["id"][rows],
+            "z": columns["z"][rows],
+            "ebv": columns["ebv"][rows] if "ebv" in columns else np.zeros(rows.size),
         }
     for j, name in enumerate(names):
         table[f"flux_{name}"] = flux[:, j]

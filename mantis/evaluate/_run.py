@@ -1,4 +1,6 @@
-"""``mantis evaluate`` as a library call: densities, recalibration, baselines, figures, report.
+"""``mantis evaluate`` as a library call: scores before and after recalibration, and more.
+
+Baselines, figures and the report come with the scores.
 
 Intermediate arrays (network densities, photometry, baseline densities) are kept under
 ``<out_dir>/work/`` keyed by the inputs, so a rerun after an interruption skips what is done.
@@ -10,66 +12,29 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mantis.evaluate._calibration import Calibration, fit_calibration
+from mantis.calibration import Calibration, calibration_path, find_calibration
 from mantis.evaluate._metrics import score_densities
 from mantis.evaluate._summary import evaluate_densities
 from mantis.evaluate._validate import EvaluationError
-from mantis.exceptions import MantisWarning
+from mantis.evaluate._work import (
+    WorkCache,
+    check_run_arguments,
+    file_key,
+    read_catalog,
+    split_densities,
+)
+from mantis.exceptions import ConfigError, MantisWarning
 from mantis.surveys import BANDS, nanomaggies_to_mag
+from mantis.zgrid import ZGrid
 
-__all__ = ["MIN_VALIDATION_OBJECTS", "evaluate_run"]
-
-MIN_VALIDATION_OBJECTS = 40
+__all__ = ["evaluate_run"]
 
 _MAG_BAND = "r"  # the magnitude the report slices by
-
-
-def _file_key(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-
-
-class _WorkCache:
-    """Arrays kept between runs, valid while the inputs they came from are unchanged."""
-
-    def __init__(self, folder: Path, key: str):
-        self.folder = folder
-        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    def get(self, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        path = self.folder / f"{name}.{self.key}.npy"
-        if path.is_file():
-            return np.load(path)
-        value = np.asarray(compute())
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("wb") as handle:
-            np.save(handle, value)
-        tmp.replace(path)
-        return value
-
-
-def _read_catalog(dataset: Path) -> dict[str, np.ndarray]:
-    import h5py
-
-    with h5py.File(dataset, "r") as h5:
-        missing = [k for k in ("catalog/z", "catalog/split", "catalog/id") if k not in h5]
-        if missing:
-            raise EvaluationError(f"dataset {str(dataset)!r} lacks {missing}")
-        return {
-            "id": np.asarray(h5["catalog/id"][:]).astype(str),
-            "z": np.asarray(h5["catalog/z"][:], dtype=np.float64),
-            "split": np.asarray(h5["catalog/split"][:]).astype("S").astype(str),
-            "ebv": np.asarray(h5["catalog/ebv"][:], dtype=np.float64)
-            if "catalog/ebv" in h5
-            else np.full(len(h5["catalog/z"]), np.nan),
-        }
 
 
 def _flat(result: dict[str, Any]) -> dict[str, Any]:
@@ -77,10 +42,28 @@ def _flat(result: dict[str, Any]) -> dict[str, Any]:
     return {**result["point"][result["point_estimator"]], **result["density"]}
 
 
-def _attach(ckpt: Path, calibration: dict[str, Any]) -> None:
-    from mantis.models import attach_calibration
-
-    attach_calibration(ckpt, calibration)
+def _calibration_for(
+    ckpt: Path, calibration: str | os.PathLike | None, zgrid: ZGrid
+) -> tuple[Calibration, str]:
+    """Return the calibration to score with, and where it came from ('' for none)."""
+    try:
+        found = find_calibration(ckpt, calibration)
+    except ConfigError as err:
+        raise EvaluationError(str(err)) from None
+    if found is None:
+        warnings.warn(
+            f"no calibration file beside {str(ckpt)!r} (run `mantis calibrate` first); "
+            "the recalibrated scores equal the raw ones",
+            MantisWarning,
+            stacklevel=3,
+        )
+        return Calibration("identity", zgrid, diagnostics={"skipped": "no calibration file"}), ""
+    if found.zgrid != zgrid:
+        raise EvaluationError(
+            f"the calibration was fitted on grid {found.zgrid} but the network predicts on "
+            f"{zgrid}; run `mantis calibrate` again"
+        )
+    return found, str(calibration or calibration_path(ckpt))
 
 
 def evaluate_run(
@@ -91,31 +74,34 @@ def evaluate_run(
     split: str = "test",
     truth: str | os.PathLike | None = None,
     predictor: Any = None,
-    attach: Callable[[Path, dict[str, Any]], None] | None = None,
+    calibration: str | os.PathLike | None = None,
     n_boot: int = 100,
     baselines: bool = True,
     plots: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on a dataset split, with recalibration and baselines.
+    """Score a checkpoint on a dataset split, before and after its recalibration, with baselines.
+
+    Evaluation only reads its inputs: the checkpoint and the calibration file are never written.
 
     Parameters
     ----------
     ckpt : path
-        The trained checkpoint; the fitted recalibration is stored in it.
+        The trained checkpoint.
     dataset : path
         The HDF5 dataset (``mantis build``) with ``/catalog/split`` and ``/catalog/z``.
     out_dir : path
         Where ``metrics.json``, ``report.md``, ``report.html`` and the PNG figures go.
     split : {'test', 'val', 'train'}
-        Split to score; the recalibration is always fitted on ``'val'``.
+        Split to score.
     truth : path, optional
         The simulated sky's ``<stem>.truth.parquet``; enables the oracle baseline.
     predictor : object, optional
         Anything with ``.zgrid`` and ``.predict_dataset(h5, split=...)``; default
         ``mantis.models.load_predictor(ckpt)``.
-    attach : callable, optional
-        ``attach(ckpt, calibration_dict)``; default ``mantis.models.attach_calibration``.
+    calibration : path, optional
+        The file `calibrate_run` wrote; by default the one beside the checkpoint. Without
+        either, the recalibrated scores are the raw ones (with a warning).
     n_boot : int
         Bootstrap resamples for the errors.
     baselines, plots : bool
@@ -127,61 +113,35 @@ def evaluate_run(
     -------
     dict
         The content of ``metrics.json``.
+
+    Raises
+    ------
+    EvaluationError
+        For an argument that is not allowed (checked before any work starts), or a
+        calibration that belongs to another checkpoint or grid.
     """
     ckpt, dataset, out_dir = Path(ckpt), Path(dataset), Path(out_dir)
-    for label, path in (("checkpoint", ckpt), ("dataset", dataset)):
-        if not path.is_file():
-            raise EvaluationError(f"{label} {str(path)!r} does not exist")
-    if split not in ("train", "val", "test"):
-        raise EvaluationError(f"split must be 'train', 'val' or 'test', got {split!r}")
-    if truth is not None and not Path(truth).is_file():
-        raise EvaluationError(f"truth table {str(truth)!r} does not exist")
+    check_run_arguments(
+        ckpt, dataset, split=split, n_boot=n_boot, truth=truth, calibration=calibration,
+        out_dir=out_dir,
+    )  # fmt: skip
     if predictor is None:
         from mantis.models import load_predictor
 
         predictor = load_predictor(ckpt)
     zgrid = predictor.zgrid
-    catalog = _read_catalog(dataset)
-    cache = _WorkCache(out_dir / "work", f"{_file_key(ckpt)}|{_file_key(dataset)}")
+    calibration_obj, calibration_source = _calibration_for(ckpt, calibration, zgrid)
+    catalog = read_catalog(dataset)
+    cache = WorkCache(out_dir / "work", f"{file_key(ckpt)}|{file_key(dataset)}")
 
-    def split_mask(name: str) -> np.ndarray:
-        return catalog["split"] == name
-
-    def predict(name: str) -> np.ndarray:
-        probs = cache.get(f"probs_{name}", lambda: predictor.predict_dataset(dataset, split=name))
-        if probs.shape != (int(split_mask(name).sum()), zgrid.n_bins):
-            raise EvaluationError(
-                f"predictor returned {probs.shape} densities for split {name!r}, expected "
-                f"({int(split_mask(name).sum())}, {zgrid.n_bins})"
-            )
-        return probs
-
-    val_z = catalog["z"][split_mask("val")]
-    val_ok = np.isfinite(val_z)
-    if val_ok.sum() >= MIN_VALIDATION_OBJECTS:
-        calibration = fit_calibration(predict("val")[val_ok], val_z[val_ok], zgrid)
-    else:
-        # A tiny validation split (smoke runs) cannot pin a recalibration down: keep the
-        # densities as they are, say so, and record it in the checkpoint and metrics.
-        warnings.warn(
-            f"the val split has {int(val_ok.sum())} objects with a redshift, fewer than the "
-            f"{MIN_VALIDATION_OBJECTS} a recalibration needs; densities are left uncalibrated",
-            MantisWarning,
-            stacklevel=2,
-        )
-        calibration = Calibration(
-            "identity", zgrid, diagnostics={"skipped": f"{int(val_ok.sum())} val objects"}
-        )
-    (attach or _attach)(ckpt, calibration.to_dict())
-
-    eval_mask = split_mask(split)
+    eval_mask = catalog["split"] == split
     z_all = catalog["z"][eval_mask]
     has_z = np.isfinite(z_all)
     if has_z.sum() < 2:
         raise EvaluationError(f"the {split} split has fewer than 2 objects with a redshift")
     z_spec = z_all[has_z]
-    raw = predict(split)[has_z]
-    densities = {"network": raw, "network recalibrated": calibration.apply(raw)}
+    raw = split_densities(predictor, dataset, split, int(eval_mask.sum()), cache)[has_z]
+    densities = {"network": raw, "network recalibrated": calibration_obj.apply(raw)}
 
     mag = np.full(z_spec.size, np.nan)
     if baselines:
@@ -204,7 +164,7 @@ def evaluate_run(
         "n_objects": int(z_spec.size),
         "n_without_redshift": int((~has_z).sum()),
         "zgrid": zgrid.to_dict(),
-        "calibration": calibration.to_dict(),
+        "calibration": calibration_obj.to_dict(),
         # flat summaries (headline point estimate + density metrics) for pipeline tables
         "raw": _flat(results["network"]),
         "calibrated": _flat(results["network recalibrated"]),
@@ -221,11 +181,12 @@ def evaluate_run(
         title=f"mantis evaluation: {ckpt.name} on {dataset.name} ({split})",
         notes=[
             f"{z_spec.size} objects with a spectroscopic redshift in the {split} split; "
-            f"recalibration fitted on {int(val_ok.sum())} validation objects.",
+            f"recalibration: {calibration_obj.method}"
+            + (f" from {calibration_source}." if calibration_source else " (none fitted)."),
             "Errors are bootstrap standard deviations. Outlier rates: |Δ| > 0.15, |Δ| ≥ 0.05 "
             "and RAIL's |Δ| > max(0.06, 3σ_IQR). Definitions follow RAIL/qp (docs).",
         ],
-        calibration=calibration.to_dict(),
+        calibration=calibration_obj.to_dict(),
         figures=figures,
         sliced="network recalibrated",
     )
@@ -238,7 +199,7 @@ def _baselines(
     split: str,
     has_z: np.ndarray,
     zgrid: Any,
-    cache: _WorkCache,
+    cache: WorkCache,
     truth: str | os.PathLike | None,
     progress: bool,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -287,7 +248,7 @@ def _baselines(
             oracle_flux, oracle_err = oracle_photometry(pd.read_parquet(truth), ids)
             return template_fit(oracle_flux, oracle_err, zgrid, progress=progress)
 
-        truth_key = hashlib.sha256(_file_key(Path(truth)).encode()).hexdigest()[:8]
+        truth_key = hashlib.sha256(file_key(Path(truth)).encode()).hexdigest()[:8]
         out["oracle template fit"] = cache.get(f"oracle_{split}_{truth_key}", oracle)
     return out, mag
 

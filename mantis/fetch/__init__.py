@@ -5,7 +5,13 @@ from mantis.fetch._cache import CutoutCache, object_shard
 from mantis.fetch._client import ClientSettings, HttpClient, RequestFailedError
 from mantis.fetch._galex import GalexFetcher
 from mantis.fetch._panstarrs import PanStarrsFetcher
-from mantis.fetch._runner import FETCHERS, FetchSummary, fetch_catalog, make_fetchers
+from mantis.fetch._runner import (
+    FETCHERS,
+    FetchSummary,
+    fetch_catalog,
+    load_fetch_config,
+    make_fetchers,
+)
 from mantis.fetch._unwise import UnwiseFetcher
 
 __all__ = [
@@ -24,6 +30,7 @@ __all__ = [
     "UnwiseFetcher",
     "cutout_pixels",
     "fetch_catalog",
+    "load_fetch_config",
     "make_fetchers",
     "object_shard",
 ]

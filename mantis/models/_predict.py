@@ -1,22 +1,21 @@
-"""Loading a trained checkpoint for deterministic prediction; storing a fitted calibration."""
+"""Loading a trained checkpoint (and its calibration file) for deterministic prediction."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
-from mantis.data import DatasetError, dihedral
-from mantis.data._transforms import DIHEDRAL_ORDER
+from mantis.calibration import find_calibration
+from mantis.data import DIHEDRAL_ORDER, dihedral
 from mantis.exceptions import ConfigError
 from mantis.models._checkpoint import plain_metadata, read_checkpoint
 from mantis.models._module import RedshiftModule
+from mantis.stack import DatasetError, DatasetReader
 from mantis.zgrid import ZGrid
 
 __all__ = ["Predictor", "attach_calibration", "load_predictor"]
@@ -43,7 +42,8 @@ class Predictor:
     grids : dict
         ``{group: {'pixel_scale', 'size'}}`` the network expects.
     calibration : dict or None
-        The recalibration stored by `attach_calibration`, not applied here.
+        The recalibration (``Calibration.to_dict()``) that `mantis calibrate` fitted for this
+        checkpoint; `predict_arrays` returns densities before it, and prediction applies it.
     """
 
     def __init__(self, module: RedshiftModule, *, calibration: dict | None = None) -> None:
@@ -125,18 +125,6 @@ class Predictor:
             out[start : start + batch_size] = self._predict_batch(chunk, tta)
         return out
 
-    def _dataset_chunks(
-        self, h5_path: str | os.PathLike, rows: np.ndarray, batch_size: int
-    ) -> Iterator[dict[str, np.ndarray]]:
-        with h5py.File(h5_path, "r") as f:
-            for start in range(0, len(rows), batch_size):
-                sel = rows[start : start + batch_size]
-                chunk = {"catalog/ebv": f["catalog/ebv"][sel]}
-                for g in self.groups:
-                    for kind in ("image", "valid"):
-                        chunk[f"{g}/{kind}"] = f[f"{g}/{kind}"][sel]
-                yield chunk
-
     def predict_dataset(
         self,
         h5_path: str | os.PathLike,
@@ -146,28 +134,43 @@ class Predictor:
         tta: bool = False,
     ) -> np.ndarray:
         """Densities ``(N, n_z)`` of every object of a split (``None``: all), in file order."""
-        if split not in (None, "train", "val", "test"):
-            raise DatasetError(f"split must be None, 'train', 'val' or 'test'; got {split!r}")
-        with h5py.File(h5_path, "r") as f:
-            n = len(f["catalog/ebv"])
-            if split is None:
-                rows = np.arange(n)
-            else:
-                rows = np.flatnonzero(
-                    np.asarray(f["catalog/split"][:]).astype("S") == split.encode()
-                )
-        out = np.empty((len(rows), self.zgrid.n_bins), dtype=np.float64)
-        position = 0
-        for chunk in self._dataset_chunks(h5_path, rows, batch_size):
-            self._check(chunk)
-            probs = self._predict_batch(chunk, tta)
-            out[position : position + len(probs)] = probs
-            position += len(probs)
+        with DatasetReader(h5_path) as reader:
+            rows = reader.rows(split)
+            out = np.empty((len(rows), self.zgrid.n_bins), dtype=np.float64)
+            position = 0
+            for chunk in reader.iter_arrays([*self.groups, "catalog/ebv"], rows, batch_size):
+                self._check(chunk)
+                probs = self._predict_batch(chunk, tta)
+                out[position : position + len(probs)] = probs
+                position += len(probs)
         return out
 
 
-def load_predictor(ckpt: str | os.PathLike, device: str = "cpu") -> Predictor:
-    """Load a `mantis train` checkpoint as a `Predictor` on ``device``."""
+def load_predictor(
+    ckpt: str | os.PathLike,
+    device: str = "cpu",
+    *,
+    calibration: str | os.PathLike | None = None,
+) -> Predictor:
+    """Load a `mantis train` checkpoint as a `Predictor` on ``device``.
+
+    Parameters
+    ----------
+    ckpt : path
+        The checkpoint.
+    device : str
+        Torch device of the network.
+    calibration : path, optional
+        A `mantis calibrate` file for this checkpoint; by default the one beside it
+        (``mantis.calibration.calibration_path``), if any. Checkpoints whose metadata hold a
+        calibration (written by older versions) fall back to it.
+
+    Raises
+    ------
+    ConfigError
+        If the checkpoint or the given calibration file is missing or unreadable, or the
+        calibration belongs to another checkpoint.
+    """
     checkpoint = _read_checkpoint(ckpt, device)
     accepted = inspect.signature(RedshiftModule).parameters
     # LightningCLI adds bookkeeping entries (``_instantiator``, ``_class_path``) to the hparams
@@ -175,11 +178,17 @@ def load_predictor(ckpt: str | os.PathLike, device: str = "cpu") -> Predictor:
     module = RedshiftModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     module.to(device)
-    return Predictor(module, calibration=checkpoint["mantis"].get("calibration"))
+    found = find_calibration(ckpt, calibration)
+    stored = checkpoint["mantis"].get("calibration")
+    return Predictor(module, calibration=found.to_dict() if found is not None else stored)
 
 
 def attach_calibration(ckpt: str | os.PathLike, calibration: dict) -> None:
-    """Store a fitted recalibration under ``ckpt['mantis']['calibration']`` (atomic rewrite)."""
+    """Store a recalibration under ``ckpt['mantis']['calibration']`` (atomic rewrite).
+
+    The mantis stages never call this: `mantis calibrate` writes a calibration file beside the
+    checkpoint instead, and the checkpoint stays as training left it.
+    """
     if not isinstance(calibration, dict):
         raise ConfigError(f"calibration must be a dict, got {type(calibration).__name__}")
     checkpoint = _read_checkpoint(ckpt)

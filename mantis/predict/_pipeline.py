@@ -90,6 +90,7 @@ class _Job:
     progress: bool
     duplicates: np.ndarray
     made_from: dict | None = None
+    calibration: dict | None = None  # from --calibration; else the predictor's own
 
 
 def _file_sha256(path: str) -> str:
@@ -155,16 +156,17 @@ def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> It
     return staged(validated, [(fetch, FETCH_AHEAD), (build, 1)])
 
 
-def _calibrator(predictor: Any):
-    if not getattr(predictor, "calibration", None):
+def _calibrator(predictor: Any, given: dict | None = None):
+    spec = given or getattr(predictor, "calibration", None)
+    if not spec:
         return None
-    from mantis.evaluate._calibration import Calibration
+    from mantis.calibration import Calibration
 
-    calibration = Calibration.from_dict(predictor.calibration)
+    calibration = Calibration.from_dict(spec)
     if calibration.zgrid != predictor.zgrid:
         raise PredictionError(
             f"the checkpoint's recalibration was fitted on grid {calibration.zgrid} but the "
-            f"network predicts on {predictor.zgrid}; refit it with mantis evaluate"
+            f"network predicts on {predictor.zgrid}; refit it with mantis calibrate"
         )
     return calibration
 
@@ -197,7 +199,7 @@ def _part_table(run, valid, reasons, probs, flags, calibrated: bool, zgrid):
 
 def _predict_shard(job: _Job, rank: int, world: int) -> None:
     predictor = _load_predictor(job)
-    calibration = _calibrator(predictor)
+    calibration = _calibrator(predictor, job.calibration)
     store = PartStore(job.out)
     done = store.done()
     todo = _rows_to_do(count_rows(job.catalog), job.chunk_rows, rank, world, done)
@@ -319,6 +321,7 @@ def predict_catalog(
     tta: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    calibration: str | os.PathLike | None = None,
 ) -> PredictSummary:
     """Predict redshift densities for every row of a catalogue, streaming and resumable.
 
@@ -353,6 +356,9 @@ def predict_catalog(
         Predict again even if ``out`` exists.
     progress : bool
         Show a progress bar.
+    calibration : path-like, optional
+        A `mantis calibrate` file for ``checkpoint``; by default the one beside the
+        checkpoint, if any (or the predictor's own ``.calibration``).
 
     Returns
     -------
@@ -376,6 +382,13 @@ def predict_catalog(
     for name, value in (("batch_size", batch_size), ("devices", devices)):
         if int(value) != value or value < 1:
             raise PredictionError(f"{name} must be an integer >= 1, got {value!r}")
+    given = None
+    if calibration is not None:
+        from mantis.calibration import read_calibration
+
+        if checkpoint is None:
+            raise PredictionError("calibration= needs checkpoint= (it is checked against it)")
+        given = read_calibration(calibration, checkpoint=checkpoint).to_dict()
     n_rows = count_rows(catalog)
     next(iter_catalog_chunks(catalog, 1), None)  # column errors before the model loads
     fingerprint = (
@@ -384,6 +397,8 @@ def predict_catalog(
     )  # fmt: skip
     made_from = {"catalog_sha256": catalog_fingerprint(catalog), "checkpoint": fingerprint,
                  "tta": tta}  # fmt: skip
+    if given is not None:  # parts from another calibration must not be merged with these
+        made_from["calibration"] = hashlib.sha256(repr(given).encode()).hexdigest()
     if out.exists() and not overwrite and not PartStore(out).root.exists():
         check_existing_output(out, fmt, made_from)
         return PredictSummary(out, n_rows, 0, 0, up_to_date=True)
@@ -403,7 +418,7 @@ def predict_catalog(
     try:
         duplicates = duplicated_rows(catalog, n_rows, workdir=store.root)
         job = _Job(str(catalog), str(out), fmt, checkpoint, predictor, source, int(batch_size),
-                   bool(tta), progress, duplicates, made_from)  # fmt: skip
+                   bool(tta), progress, duplicates, made_from, given)  # fmt: skip
         started = time.perf_counter()
         earlier = {path.name for _, _, path in PartStore(out).parts("part")}
         before = sum(hi - lo for lo, hi in PartStore(out).done())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mantis import densities
 from mantis.predict._parts import PredictionError
 from mantis.zgrid import ZGrid
 
@@ -251,8 +252,7 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None
             "zmedian": table.column("z_median").to_numpy(),
             "z_std": table.column("z_std").to_numpy(),
         }
-        pdfs = zgrid.pdf_values(_density_matrix(table, zgrid).astype(np.float64))
-        return qp.Ensemble(qp.hist, data={"bins": zgrid.edges, "pdfs": pdfs}, ancil=ancil)
+        return densities.to_qp(_density_matrix(table, zgrid).astype(np.float64), zgrid, ancil)
 
     start, group, fout, last = 0, None, None, None
     for table in _tables(parts, schema):

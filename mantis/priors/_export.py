@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mantis.densities import quantiles
 from mantis.predict import PredictionError, iter_predictions
-from mantis.predict._summary import quantiles
 from mantis.priors._tabulated import soften_density
 from mantis.zgrid import ZGrid
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mantis.catalog import normalise_columns, read_table
 from mantis.exceptions import CatalogError
 from mantis.sky._population import SOURCE_COLUMNS
 from mantis.surveys import BANDS
@@ -16,32 +16,14 @@ __all__ = ["read_source_table", "sources_from_table"]
 
 
 def read_source_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV, parquet or FITS table by extension.
+    """Read a source catalogue of any kind `mantis.catalog` reads, with its column rules.
 
     Raises
     ------
     CatalogError
         If the file is missing, has another extension, or cannot be parsed.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"source catalogue {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in {".fits", ".fit"}:
-            from astropy.table import Table
-
-            return Table.read(path).to_pandas()
-    except Exception as err:  # any parser error becomes one clear message
-        raise CatalogError(f"cannot read source catalogue {str(path)!r}: {err}") from None
-    raise CatalogError(
-        f"source catalogue {str(path)!r} has extension {path.suffix!r}; allowed: .csv, "
-        ".parquet, .fits"
-    )
+    return normalise_columns(read_table(path))
 
 
 def _bad_rows(mask: np.ndarray) -> list[int]:

@@ -79,7 +79,7 @@ async def fetch_object_images(
 async def _fetch_all(universe: Any, objects) -> list[dict[str, np.ndarray | None]]:
     import aiohttp
 
-    from mantis.sky.testing import serving_in_process
+    from mantis.sky._runner import serving_in_process
 
     async with serving_in_process(universe) as url, aiohttp.ClientSession() as session:
         return [await fetch_object_images(session, url, o.ra, o.dec) for o in objects.itertuples()]

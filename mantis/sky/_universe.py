@@ -133,8 +133,8 @@ class Universe:
         Parameters
         ----------
         path : path-like
-            CSV, parquet or FITS table with columns ``ra, dec`` (degrees), ``mag_<band>`` (AB)
-            for each of the nine bands, and optionally ``id``, ``z``, ``kind``
+            A table of any kind ``mantis.catalog`` reads, with columns ``ra, dec`` (degrees),
+            ``mag_<band>`` (AB) for each of the nine bands, and optionally ``id``, ``z``, ``kind``
             (``'galaxy' | 'star'``), ``size_arcsec`` (half-light radius, 0 for a point source),
             ``ellipticity`` ((1 - q) / (1 + q), in [0, 1)), ``pa_deg`` (east of north) and
             ``sersic_n`` (0.5 to 6, rounded to 0.5).

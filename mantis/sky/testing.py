@@ -1,22 +1,16 @@
-"""Test helper: `running_server` starts ``mantis sky serve`` in a subprocess on a free port."""
+"""Test support for the sky: point-source skies, and the server runners re-exported.
+
+`running_server` (a subprocess ``mantis sky serve``) and `serving_in_process` live with the
+server (`mantis.sky`); they are re-exported here for the tests.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import queue
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 
-from mantis.exceptions import MantisError
+from mantis.sky._runner import SERVER_START_TIMEOUT_S, running_server, serving_in_process
 from mantis.surveys import BANDS, band, mag_to_nanomaggies
 
 __all__ = [
@@ -26,84 +20,6 @@ __all__ = [
     "running_server",
     "serving_in_process",
 ]
-
-SERVER_START_TIMEOUT_S = 300.0  # first start may build and cache the sky population
-
-
-@contextlib.contextmanager
-def running_server(
-    *,
-    config: str = "test",
-    seed: int = 0,
-    latency_ms: float = 0,
-    fail_rate: float = 0.0,
-    faults: str | Iterable[str] | None = None,
-    stall_s: float = 30.0,
-    workers: int = 2,
-    threads: bool = False,
-) -> Iterator[str]:
-    """Run ``mantis sky serve --port 0`` on 127.0.0.1 and yield its base URL.
-
-    Parameters
-    ----------
-    config, seed : str, int
-        Sky configuration and seed.
-    latency_ms, fail_rate, faults, stall_s : float, float, str or iterable, float
-        Fault settings, as the command-line options of the same names.
-    workers, threads : int, bool
-        Rendering pool size and kind.
-
-    Yields
-    ------
-    str
-        ``http://127.0.0.1:PORT``. The server stops when the block exits.
-
-    Raises
-    ------
-    MantisError
-        If the server exits or stays silent for `SERVER_START_TIMEOUT_S` before it is ready.
-    """
-    command = [
-        sys.executable, "-m", "mantis", "sky", "serve", "--port", "0",
-        "--config", str(config), "--seed", str(seed), "--latency-ms", str(latency_ms),
-        "--fail-rate", str(fail_rate), "--stall-s", str(stall_s), "--workers", str(workers),
-    ]  # fmt: skip
-    if faults is not None:
-        command += ["--faults", faults if isinstance(faults, str) else ",".join(faults)]
-    if threads:
-        command.append("--threads")
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
-        )
-        try:
-            yield _wait_until_ready(process, stderr)
-        finally:
-            _stop(process)
-
-
-@contextlib.asynccontextmanager
-async def serving_in_process(universe: Any, **settings: Any) -> AsyncIterator[str]:
-    """Serve ``universe`` from this process's event loop (threads render); yield the base URL.
-
-    Faster to start than `running_server` and accepts any universe object (for example a
-    `PointSourceUniverse`); ``settings`` are `mantis.sky._server.ServerSettings` fields.
-    """
-    from aiohttp import web
-
-    from mantis.sky._server import SHUTDOWN_TIMEOUT_S, ServerSettings, create_app
-
-    settings.setdefault("executor", "thread")
-    app = create_app(ServerSettings(**settings), universe=universe)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 class PointSourceUniverse:
@@ -162,42 +78,3 @@ def point_source_universe(seed: int = 0) -> PointSourceUniverse:
                     (ra0 + (i - 2) * 30.0 / 3600.0, dec0 + (j - 2) * 30.0 / 3600.0, mags)
                 )
     return PointSourceUniverse(sources)
-
-
-def _wait_until_ready(process: subprocess.Popen, stderr) -> str:
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        if line is None:
-            break
-        if line.startswith("serving on "):
-            return line.split()[-1].strip()
-    process.poll()
-    stderr.seek(0)
-    tail = stderr.read()[-3000:]
-    raise MantisError(
-        f"mantis sky serve did not become ready (exit status {process.returncode}):\n{tail}"
-    )
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()

@@ -102,7 +102,7 @@ class BuildSummary:
 
 def _open_cache(cache):
     if isinstance(cache, str | os.PathLike):
-        from mantis.fetch._cache import CutoutCache
+        from mantis.fetch import CutoutCache
 
         return CutoutCache(cache)
     return cache

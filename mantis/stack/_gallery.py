@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mantis.exceptions import MantisError
+from mantis.stack._dataset import DatasetError, DatasetReader
 from mantis.surveys import BANDS, SURVEY_NAMES, survey
 
 __all__ = ["render_gallery"]
@@ -43,7 +44,6 @@ def render_gallery(dataset: str | os.PathLike, out: str | os.PathLike, *, n: int
     MantisError
         If the file is not a mantis dataset or holds no objects yet, or ``n`` is not positive.
     """
-    import h5py
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,18 +54,15 @@ def render_gallery(dataset: str | os.PathLike, out: str | os.PathLike, *, n: int
     path = Path(dataset)
     if not path.is_file():
         raise MantisError(f"dataset {str(path)!r} does not exist")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as err:
-        raise MantisError(f"{path} is not a readable HDF5 file: {err}") from None
-    with handle as f:
-        if "n_written" not in f.attrs or "early/image" not in f:
-            raise MantisError(f"{path} is not a mantis dataset (no n_written or early/image)")
-        count = min(n, int(f.attrs["n_written"]))
+    with DatasetReader(path) as reader:
+        if "n_written" not in reader.attrs or "early/image" not in reader:
+            raise DatasetError(f"{path} is not a mantis dataset (no n_written or early/image)")
+        count = min(n, reader.n_written)
         if count == 0:
-            raise MantisError(f"{path} holds no finished objects yet")
-        ids = f["catalog/id"][:count].astype(str)
-        z = f["catalog/z"][:count]
+            raise DatasetError(f"{path} holds no finished objects yet")
+        f = reader.read(["catalog/id", "catalog/z", "early", *SURVEY_NAMES], slice(0, count))
+        ids = f["catalog/id"].astype("S").astype(str)
+        z = f["catalog/z"]
         columns = [(s, k, b) for s in SURVEY_NAMES for k, b in enumerate(survey(s).bands)]
         cmap = matplotlib.colormaps["magma"].with_extremes(bad="0.6")
         fig, axes = plt.subplots(

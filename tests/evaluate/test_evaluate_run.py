@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
+from mantis.calibration import calibration_path, file_sha256, read_calibration
 from mantis.cli import main
-from mantis.evaluate import Calibration, EvaluationError, evaluate_run
+from mantis.evaluate import Calibration, EvaluationError, calibrate_run, evaluate_run
 from mantis.evaluate._baselines import template_flux_grid
 from mantis.evaluate.testing import gaussian_probs
 from mantis.surveys import BANDS, nanomaggies_to_mag
@@ -96,12 +97,14 @@ def sample(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluated(sample):
     folder, ckpt, dataset, truth = sample
-    predictor, attached = StandInPredictor(), []
+    predictor = StandInPredictor()
+    calibrate_run(ckpt, dataset, predictor=predictor)
     metrics = evaluate_run(
-        ckpt, dataset, folder / "out", truth=truth, predictor=predictor,
-        attach=lambda path, cal: attached.append((path, cal)), n_boot=20, progress=False,
+        ckpt, dataset, folder / "out", truth=truth, predictor=predictor, n_boot=20,
+        progress=False,
     )  # fmt: skip
-    return metrics, predictor, attached
+    stored = read_calibration(calibration_path(ckpt), checkpoint=ckpt).to_dict()
+    return metrics, predictor, [(ckpt, stored)]
 
 
 def test_recalibration_is_fitted_on_val_stored_and_helps(evaluated):
@@ -157,8 +160,8 @@ def test_rerun_reuses_finished_work(evaluated, sample):
     metrics, _, _ = evaluated
     folder, ckpt, dataset, truth = sample
     again = evaluate_run(
-        ckpt, dataset, folder / "out", truth=truth, predictor=Refuses(),
-        attach=lambda *a: None, n_boot=20, progress=False, plots=False,
+        ckpt, dataset, folder / "out", truth=truth, predictor=Refuses(), n_boot=20,
+        progress=False, plots=False,
     )  # fmt: skip
     assert again["results"] == metrics["results"]
 
@@ -167,14 +170,18 @@ def test_cli_runs_and_reports_errors(sample, monkeypatch, capsys):
     import mantis.models
 
     folder, ckpt, dataset, _ = sample
-    stored = []
     monkeypatch.setattr(mantis.models, "load_predictor", lambda path: StandInPredictor())
-    monkeypatch.setattr(mantis.models, "attach_calibration", lambda p, c: stored.append(c))
     out = folder / "cli"
-    argv = ["evaluate", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--out", str(out)]
+    calibration = folder / "cli.calibration.json"
+    assert main(["calibrate", "--checkpoint", str(ckpt), "--dataset", str(dataset),
+                 "--out", str(calibration)]) == 0  # fmt: skip
+    assert "recalibration fitted on 60 val objects" in capsys.readouterr().out
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--out", str(out),
+            "--calibration", str(calibration)]  # fmt: skip
     assert main([*argv, "--no-plots", "--no-baselines", "--no-progress", "--n-boot", "0"]) == 0
     assert "NMAD" in capsys.readouterr().out
     written = json.loads((out / "metrics.json").read_text())
+    stored = [json.loads(calibration.read_text())["calibration"]]
     assert stored == [written["calibration"]]
     assert set(written["results"]) == {"network", "network recalibrated"}
     missing = str(folder / "nope.ckpt")
@@ -197,11 +204,71 @@ def test_a_tiny_validation_split_leaves_densities_uncalibrated(sample, tmp_path)
         labels[np.flatnonzero(labels == b"val")[10:]] = b"train"  # 10 val objects remain
         dst["catalog/split"] = labels
         dst.attrs["grids"] = src.attrs["grids"]
-    stored = []
+    calibration = tmp_path / "small.calibration.json"
     with pytest.warns(MantisWarning, match="has 10 objects with a redshift, fewer than the 40"):
-        metrics = evaluate_run(
-            ckpt, small, tmp_path / "out", predictor=StandInPredictor(), n_boot=0,
-            attach=lambda p, c: stored.append(c), baselines=False, plots=False, progress=False,
-        )  # fmt: skip
+        calibrate_run(ckpt, small, calibration, predictor=StandInPredictor())
+    metrics = evaluate_run(
+        ckpt, small, tmp_path / "out", predictor=StandInPredictor(), n_boot=0,
+        calibration=calibration, baselines=False, plots=False, progress=False,
+    )  # fmt: skip
+    stored = [read_calibration(calibration).to_dict()]
     assert metrics["calibration"]["method"] == "identity" and stored == [metrics["calibration"]]
     assert metrics["calibrated"]["crps"] == pytest.approx(metrics["raw"]["crps"], rel=1e-6)
+
+
+def test_checkpoint_is_never_modified_even_when_a_stage_fails(sample, tmp_path, capsys):
+    import shutil
+
+    folder, _, dataset, _ = sample
+    ckpt = tmp_path / "model.ckpt"
+    shutil.copy(folder / "best.ckpt", ckpt)
+    before = file_sha256(ckpt)
+    calibrate_run(ckpt, dataset, predictor=StandInPredictor())
+    evaluate_run(ckpt, dataset, tmp_path / "out", predictor=StandInPredictor(), n_boot=0,
+                 baselines=False, plots=False, progress=False)  # fmt: skip
+    assert file_sha256(ckpt) == before
+
+    class Fails(StandInPredictor):
+        def predict_dataset(self, *args, **kwargs):
+            raise EvaluationError("network failed")
+
+    calibration = calibration_path(ckpt)
+    written = calibration.read_bytes()
+    for stage in (calibrate_run, evaluate_run):
+        args = (ckpt, dataset) if stage is calibrate_run else (ckpt, dataset, tmp_path / "o2")
+        with pytest.raises(EvaluationError, match="network failed"):
+            stage(*args, predictor=Fails())
+        assert file_sha256(ckpt) == before
+        assert calibration.read_bytes() == written  # a failed calibrate leaves the old file
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_every_argument_is_checked_before_work_starts(sample, tmp_path, capsys):
+    _, ckpt, dataset, _ = sample
+    predictor = StandInPredictor()
+    with pytest.raises(EvaluationError, match="n_boot must be a non-negative integer, got -5"):
+        evaluate_run(ckpt, dataset, tmp_path / "out", predictor=predictor, n_boot=-5)
+    with pytest.raises(EvaluationError, match="split must be 'train', 'val' or 'test', got 'x'"):
+        calibrate_run(ckpt, dataset, predictor=predictor, split="x")
+    with pytest.raises(EvaluationError, match=r"calibration file '.*nope\.json' does not exist"):
+        evaluate_run(ckpt, dataset, tmp_path / "out", predictor=predictor,
+                     calibration=tmp_path / "nope.json")  # fmt: skip
+    assert predictor.calls == []  # nothing was predicted
+    assert not (tmp_path / "out").exists()
+    argv = ["evaluate", "--checkpoint", str(ckpt), "--dataset", str(dataset),
+            "--out", str(tmp_path / "cli"), "--n-boot", "-5"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "n_boot must be a non-negative integer, got -5" in err
+    assert not (tmp_path / "cli").exists()
+
+
+def test_a_calibration_of_another_checkpoint_is_refused(sample, tmp_path):
+    _, ckpt, dataset, _ = sample
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"another network")
+    calibration = tmp_path / "other.calibration.json"
+    calibrate_run(other, dataset, calibration, predictor=StandInPredictor())
+    with pytest.raises(EvaluationError, match="fitted for another checkpoint"):
+        evaluate_run(ckpt, dataset, tmp_path / "out", predictor=StandInPredictor(),
+                     calibration=calibration, n_boot=0, baselines=False, plots=False)  # fmt: skip

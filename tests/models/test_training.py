@@ -114,6 +114,29 @@ def test_attach_calibration_round_trips(tmp_path, trained_run):
         load_predictor(tmp_path / "nothing.ckpt")
 
 
+def test_calibration_file_beside_the_checkpoint_is_applied(tmp_path, trained_run):
+    from mantis.calibration import Calibration, calibration_path, write_calibration
+    from mantis.exceptions import MantisWarning
+    from mantis.zgrid import ZGrid
+
+    _, best = trained_run
+    copy = tmp_path / "model.ckpt"
+    copy.write_bytes(best.read_bytes())
+    fitted = Calibration("temperature", ZGrid(), temperature=1.5)
+    write_calibration(fitted, calibration_path(copy), checkpoint=copy, split="val")
+    assert calibration_path(copy).name == "model.calibration.json"
+    assert load_predictor(copy).calibration == fitted.to_dict()
+    # an explicit file must belong to this checkpoint; a stale one beside it is ignored
+    retrained = tmp_path / "retrained.ckpt"  # other bytes: another network as far as we know
+    retrained.write_bytes(best.read_bytes())
+    attach_calibration(retrained, {"kind": "old"})
+    with pytest.raises(ConfigError, match="fitted for another checkpoint"):
+        load_predictor(retrained, calibration=calibration_path(copy))
+    calibration_path(copy).replace(calibration_path(retrained))
+    with pytest.warns(MantisWarning, match="another checkpoint"):
+        assert load_predictor(retrained).calibration == {"kind": "old"}
+
+
 def test_interrupted_run_resumes_from_last(tmp_path, synthetic_h5):
     run_dir = tmp_path / "run"
     quiet = {"trainer.enable_progress_bar": False}

@@ -128,3 +128,31 @@ def test_second_run_is_byte_identical(predicted):
     assert (
         hashlib.sha256(first.read_bytes()).digest() == hashlib.sha256(second.read_bytes()).digest()
     )
+
+
+def test_a_calibration_file_is_applied_and_must_match_the_checkpoint(
+    predicted, sky_server, tmp_path, capsys
+):
+    from mantis.calibration import Calibration, write_calibration
+    from mantis.cli import main
+
+    _, checkpoint, root, (first, _) = predicted
+    df_raw, raw, zgrid = read_predictions(first)
+    assert not df_raw["calibrated"].any()  # no calibration file beside the checkpoint
+    calibration = Calibration("temperature", zgrid, temperature=2.0)
+    path = tmp_path / "cal.json"
+    write_calibration(calibration, path, checkpoint=checkpoint, split="val")
+    out = tmp_path / "cal.parquet"
+    argv = ["predict", str(root / "cat.csv"), "--checkpoint", str(checkpoint), "--out", str(out),
+            "--endpoint", sky_server, "--cache", str(root / "cache-first"), "--batch-size", "8",
+            "--no-progress"]  # fmt: skip
+    assert main([*argv, "--calibration", str(path)]) == 0
+    df, probs, _ = read_predictions(out)
+    valid = df["valid"].to_numpy(dtype=bool)
+    assert df["calibrated"][valid].all()
+    np.testing.assert_allclose(probs[valid], calibration.apply(raw[valid]), atol=1e-6)
+    other = tmp_path / "other.ckpt"
+    other.write_bytes(b"another network")
+    write_calibration(calibration, path, checkpoint=other, split="val")
+    assert main([*argv[:-1], "--overwrite", "--calibration", str(path)]) == 2
+    assert "fitted for another checkpoint" in capsys.readouterr().err

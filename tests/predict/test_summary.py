@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from mantis.densities import quantiles
 from mantis.predict import summarise_densities
-from mantis.predict._summary import quantiles
 from mantis.zgrid import ZGrid
 
 GRID = ZGrid(0.0, 1.6, 400)
