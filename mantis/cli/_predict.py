@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
+    if not summary.merged:
+        print(f"wrote parts of {summary.n_predicted} rows; rank 0 merges them into {summary.out}")
+        return 0
     print(
         f"wrote {summary.out}: {summary.n_rows} rows ({summary.n_predicted} predicted now, "
         f"{summary.n_invalid} flagged invalid)"

@@ -26,6 +26,7 @@ from mantis.predict._catalog_stream import (
 )
 from mantis.predict._duplicates import DUPLICATE_REASON, duplicated_rows
 from mantis.predict._parts import PartStore, PredictionError, subtract_intervals
+from mantis.predict._ranks import launched_group, launcher_rank
 from mantis.predict._sources import (
     ArraySource,
     check_compatible,
@@ -57,12 +58,16 @@ class PredictSummary:
         Rows predicted by this call (the rest were already written).
     n_invalid : int
         Rows of the output flagged invalid (empty predictions).
+    merged : bool
+        False on the ranks of a launcher (torchrun, srun) other than 0: they wrote parts, and
+        rank 0 merged them into ``out``; ``n_invalid`` is then 0.
     """
 
     out: Path
     n_rows: int
     n_predicted: int
     n_invalid: int
+    merged: bool = True
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,12 @@ def predict_catalog(
     for name, value in (("batch_size", batch_size), ("devices", devices)):
         if int(value) != value or value < 1:
             raise PredictionError(f"{name} must be an integer >= 1, got {value!r}")
+    launched = launcher_rank()  # torchrun / srun: this process is one rank of several
+    if launched is not None and devices > 1:
+        raise PredictionError(
+            f"devices={devices} under {launched.launcher} (world {launched.world}): the "
+            "launcher already starts one process per rank; leave devices at 1"
+        )
     n_rows = count_rows(catalog)
     next(iter_catalog_chunks(catalog, 1), None)  # column errors before the model loads
     if out.exists() and not overwrite and not PartStore(out).root.exists():
@@ -376,8 +387,15 @@ def predict_catalog(
     duplicates = duplicated_rows(catalog, n_rows, workdir=store.root)
     job = _Job(str(catalog), str(out), fmt, checkpoint, predictor, source, int(batch_size),
                bool(tta), progress, duplicates)  # fmt: skip
-    before = sum(hi - lo for lo, hi in PartStore(out).done())
-    if devices > 1:
+    done_before = PartStore(out).done()
+    before = sum(hi - lo for lo, hi in done_before)
+    if launched is not None:
+        with launched_group(launched):
+            _predict_shard(job, launched.rank, launched.world)
+        if launched.rank != 0:  # rank 0 merges once every rank has passed the barrier
+            mine = _rows_to_do(n_rows, job.chunk_rows, launched.rank, launched.world, done_before)
+            return PredictSummary(out, n_rows, mine, 0, merged=False)
+    elif devices > 1:
         _run_ranks(job, devices)
     else:
         _predict_shard(job, 0, 1)
