@@ -50,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="fetch settings: a config name or YAML path (default: fetch)",
     )
+    parser.add_argument(
+        "--groups",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="share one larger cutout among neighbours (default: groups.enabled of the config)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)
 
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=not args.no_progress,
         config=args.config,
+        groups=args.groups,
     )
     print(summary.format())
     if not summary.ok:

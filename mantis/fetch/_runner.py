@@ -27,6 +27,7 @@ from mantis.fetch._base import CutoutFetcher, SkyObject
 from mantis.fetch._cache import CutoutCache
 from mantis.fetch._client import ClientSettings, HttpClient
 from mantis.fetch._galex import GalexFetcher
+from mantis.fetch._groups import GroupSettings
 from mantis.fetch._panstarrs import PanStarrsFetcher
 from mantis.fetch._unwise import UnwiseFetcher
 
@@ -163,12 +164,15 @@ def make_fetchers(
         raise ConfigError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
     endpoints = endpoints or load_config("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))
+    groups = GroupSettings.from_config(config.get("groups"))
     fetchers = []
     for name in dict.fromkeys(surveys):
         entry = dict(endpoints.get(name) or {})
         if endpoint is not None:
             entry["base_url"] = endpoint
-        fetchers.append(FETCHERS[name](entry, size_arcsec=size, options=config.get(name, {})))
+        fetcher = FETCHERS[name](entry, size_arcsec=size, options=config.get(name, {}))
+        fetcher.groups = groups
+        fetchers.append(fetcher)
     return fetchers
 
 
@@ -236,6 +240,7 @@ def fetch_catalog(
     concurrency: int | None = None,
     progress: bool = True,
     config: dict[str, Any] | str | None = None,
+    groups: bool | None = None,
 ) -> FetchSummary:
     """Fetch every survey cutout of a catalogue into a cache (synchronous).
 
@@ -259,6 +264,9 @@ def fetch_catalog(
         Show a progress bar.
     config : dict or str, optional
         Replaces ``configs/fetch.yaml`` (a mapping, a config name or a YAML path).
+    groups : bool, optional
+        Fetch shared cutouts for neighbours (`mantis.fetch._groups`); default ``groups.enabled``
+        of the configuration.
 
     Returns
     -------
@@ -275,6 +283,8 @@ def fetch_catalog(
         The cache cannot be written (disk full, permissions).
     """
     cfg = load_fetch_config(config)
+    if groups is not None:
+        cfg = {**cfg, "groups": {**(cfg.get("groups") or {}), "enabled": bool(groups)}}
     objects = catalog_objects(catalog)
     settings = ClientSettings.from_config(cfg, concurrency_per_host=concurrency)
     fetchers = make_fetchers(surveys, config=cfg, size_arcsec=size_arcsec, endpoint=endpoint)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mantis.exceptions import MantisError
-from mantis.sky._analytic import FWHM_PER_SIGMA, add_profiles
+from mantis.sky._analytic import FWHM_PER_SIGMA, add_profiles, stamp_halves
 from mantis.surveys import BANDS, mag_to_nanomaggies
 from mantis.surveys import band as get_band
 
@@ -328,27 +328,32 @@ class SkyRenderer:
             x, y = wcs.all_world2pix(self._ra[idx], self._dec[idx], 0)
             radius_pix = np.minimum(np.ceil((psf_radius + self._extent[idx]) / pixscale) + 1,
                                     MAX_STAMP_HALF)  # fmt: skip
-            inside = (
-                np.isfinite(x) & np.isfinite(y)
-                & (x + radius_pix >= -0.5) & (x - radius_pix <= nx - 0.5)
-                & (y + radius_pix >= -0.5) & (y - radius_pix <= ny - 0.5)
-            )  # fmt: skip
-            idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
-            radius_pix = radius_pix[inside]
             hlr = self._hlr[idx]
             point_like = self._point[idx] | (hlr < POINT_LIKE_HLR_FWHM * fwhm)
             use_fft = ~point_like & (hlr >= COMPACT_HLR_FWHM * fwhm)
             use_fft &= flux * snr_per_flux >= FAST_SNR
-            analytic = ~use_fft
-            cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])[analytic]
+            cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])
             cov = cov + np.eye(2) * (fwhm / FWHM_PER_SIGMA) ** 2
+            radius_fwhm = np.where(flux * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
+                                   PSF_RADIUS_FWHM[band.survey])  # fmt: skip
+            # a source is kept if the stamp it is drawn with reaches the image: then a window
+            # of a larger image gets every source the larger image got there
+            reach = np.where(use_fft, radius_pix,
+                             stamp_halves(cov, jac, radius_fwhm, MAX_STAMP_HALF) + 1)  # fmt: skip
+            inside = (
+                np.isfinite(x) & np.isfinite(y)
+                & (x + reach >= -0.5) & (x - reach <= nx - 0.5)
+                & (y + reach >= -0.5) & (y - reach <= ny - 0.5)
+            )  # fmt: skip
+            idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
+            radius_pix, use_fft = radius_pix[inside], use_fft[inside]
+            cov, radius_fwhm = cov[inside], radius_fwhm[inside]
+            analytic = ~use_fft
             accumulated = np.zeros((ny, nx))
             add_profiles(
-                accumulated, x[analytic], y[analytic], flux[analytic], cov, jac,
+                accumulated, x[analytic], y[analytic], flux[analytic], cov[analytic], jac,
                 psf_fwhm=fwhm, moffat_beta=MOFFAT_BETA if band.survey == "ps1" else None,
-                radius_fwhm=np.where(flux[analytic] * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
-                                     PSF_RADIUS_FWHM[band.survey]),
-                max_half=MAX_STAMP_HALF,
+                radius_fwhm=radius_fwhm[analytic], max_half=MAX_STAMP_HALF,
             )  # fmt: skip
             image.array[:, :] += accumulated
             for i, f, xi, yi, half in zip(
