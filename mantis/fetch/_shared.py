@@ -23,6 +23,7 @@ import io
 import math
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,6 @@ __all__ = ["cut_unwise_tar", "fetch_galex_shared", "fetch_ps1_shared", "fetch_un
 _ALL_NAN = "all-NaN cutout"
 
 
-def _fits_bytes(hdus: list) -> bytes:
-    from astropy.io import fits
-
-    buffer = io.BytesIO()
-    fits.HDUList(hdus).writeto(buffer)
-    return buffer.getvalue()
-
-
 def _window(data: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.ndarray | None:
     ny, nx = data.shape[-2:]
     if x0 < 0 or y0 < 0 or x0 + width > nx or y0 + height > ny:
@@ -53,14 +46,37 @@ def _window(data: np.ndarray, x0: int, y0: int, width: int, height: int) -> np.n
     return data[..., y0 : y0 + height, x0 : x0 + width]
 
 
-def _shifted(header: Any, x0: int, y0: int, width: int, height: int) -> Any:
-    out = header.copy()
-    out["CRPIX1"] = header["CRPIX1"] - x0
-    out["CRPIX2"] = header["CRPIX2"] - y0
-    if "IMAGEW" in out:
-        out["IMAGEW"] = width
-        out["IMAGEH"] = height
-    return out
+class _Template:
+    """A group header rendered once; a member's header changes only its axis and WCS cards.
+
+    Rendering a header card by card through astropy for every member of a large group costs
+    more than everything else; only ``NAXISn``, ``CRPIXn`` and ``IMAGEW``/``IMAGEH`` differ
+    between members, and those cards are formatted by astropy exactly as its writer would.
+    """
+
+    def __init__(self, header: Any) -> None:
+        self.header = header
+        self.images = [card.image for card in header.cards]
+        self.index = {card.keyword: i for i, card in enumerate(header.cards)}
+
+    def render(self, data: np.ndarray, x0: int, y0: int) -> bytes:
+        """Return the member's HDU: shifted header and the window's pixels, FITS-padded."""
+        from astropy.io.fits import Card
+
+        header = self.header
+        height, width = data.shape[-2:]
+        updates = {"CRPIX1": header["CRPIX1"] - x0, "CRPIX2": header["CRPIX2"] - y0}
+        for axis, length in enumerate(reversed(data.shape), start=1):
+            updates[f"NAXIS{axis}"] = length
+        if "IMAGEW" in self.index:
+            updates.update(IMAGEW=width, IMAGEH=height)
+        images = list(self.images)
+        for key, value in updates.items():
+            images[self.index[key]] = Card(key, value, header.comments[key]).image
+        text = "".join(images) + "END".ljust(80)
+        text += " " * ((-len(text)) % 2880)
+        raw = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">")).tobytes()
+        return text.encode("ascii") + raw + b"\0" * ((-len(raw)) % 2880)
 
 
 async def _each_alone(fetcher: Any, client: HttpClient, objects: Sequence[SkyObject], fetch_one):
@@ -106,8 +122,6 @@ async def fetch_ps1_shared(
     cut: dict[str, dict[str, bytes]] = {o.id: {} for o in members}
     empty: dict[str, list[str]] = {o.id: [] for o in members}
     outside: set[str] = set()
-    from astropy.io import fits
-
     for row, body in zip(ordered, bodies, strict=True):
         band = row["filter"]
         if isinstance(body, RequestFailedError) and body.reason == _ALL_NAN:
@@ -120,7 +134,7 @@ async def fetch_ps1_shared(
             raise body
         with quiet_fits_open(body) as hdul:
             header, data = hdul[0].header, hdul[0].data
-            wcs = header_wcs(header)
+            wcs, template = header_wcs(header), _Template(header)
             for obj in members:
                 x0, y0 = centred_corner(wcs, obj.ra, obj.dec, size)
                 pixels = _window(data, x0, y0, size, size)
@@ -129,8 +143,7 @@ async def fetch_ps1_shared(
                 elif not np.isfinite(pixels).any():
                     empty[obj.id].append(band)
                 else:
-                    hdu = fits.PrimaryHDU(pixels, _shifted(header, x0, y0, size, size))
-                    cut[obj.id][f".{band}.fits"] = _fits_bytes([hdu])
+                    cut[obj.id][f".{band}.fits"] = template.render(pixels, x0, y0)
     outcomes: dict[str, Product | Exception] = {}
     for obj in members:
         if obj.id in outside:
@@ -173,53 +186,64 @@ def _angle_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, cos))))
 
 
+@dataclass
+class _TileFiles:
+    """One tile's members of a group answer: names, headers, pixels and the shared WCS."""
+
+    coadd_id: str
+    names: list[str] = field(default_factory=list)
+    headers: list[Any] = field(default_factory=list)
+    templates: list[_Template] = field(default_factory=list)
+    pixels: list[np.ndarray] = field(default_factory=list)
+    wcs: Any = None
+
+
+def parse_unwise_group(body: bytes) -> list[_TileFiles]:
+    """Split a group's tar.gz into its tiles (each member opened once)."""
+    tiles: dict[str, _TileFiles] = {}
+    for name, payload in _tar_members(body):
+        tile = tiles.setdefault(name.split("-")[1], _TileFiles(name.split("-")[1]))
+        raw = gzip.decompress(payload) if name.endswith(".gz") else payload
+        with quiet_fits_open(raw) as hdul:
+            tile.names.append(name)
+            tile.headers.append(hdul[0].header)
+            tile.templates.append(_Template(hdul[0].header))
+            tile.pixels.append(hdul[0].data)
+        if tile.wcs is None:
+            tile.wcs = header_wcs(tile.headers[0])
+    return list(tiles.values())
+
+
 def cut_unwise_tar(
-    body: bytes, obj: SkyObject, size: int, centre: SkyObject, group_side: int
+    tiles: list[_TileFiles], obj: SkyObject, size: int, centre: SkyObject, group_side: int
 ) -> bytes | None:
-    """One member's unWISE tar.gz cut from a group's: tiles nearest first, boxes clipped.
+    """One member's unWISE tar.gz cut from a group's tiles: nearest tile first, boxes clipped.
 
     Returns None when the member's box does not lie inside the group's (fetch it alone).
     """
-    from astropy.io import fits
-
-    by_tile: dict[str, list[tuple[str, bytes]]] = {}
-    for name, payload in _tar_members(body):
-        by_tile.setdefault(name.split("-")[1], []).append((name, payload))
-    tiles = []
-    for coadd_id, members in by_tile.items():
-        out: list[tuple[str, bytes]] = []
-        distance = None
-        for name, payload in members:
-            raw = gzip.decompress(payload) if name.endswith(".gz") else payload
-            with quiet_fits_open(raw) as hdul:
-                header, data = hdul[0].header, hdul[0].data
-                wcs = header_wcs(header)
-                # the group's box and the member's, in this tile member's pixels
-                gx0, gy0 = centred_corner(wcs, centre.ra, centre.dec, group_side)
-                x0, y0 = centred_corner(wcs, obj.ra, obj.dec, size)
-                if (
-                    x0 < gx0
-                    or y0 < gy0
-                    or x0 + size > gx0 + group_side
-                    or y0 + size > gy0 + group_side
-                ):
-                    return None
-                ny, nx = data.shape
-                cx0, cy0 = max(x0, 0), max(y0, 0)
-                cx1, cy1 = min(x0 + size, nx), min(y0 + size, ny)
-                if cx1 <= cx0 or cy1 <= cy0:
-                    break  # the member's box misses this tile
-                pixels = data[cy0:cy1, cx0:cx1]
-                hdu = fits.PrimaryHDU(pixels, _shifted(header, cx0, cy0, cx1 - cx0, cy1 - cy0))
-                encoded = _fits_bytes([hdu])
-                if name.endswith(".gz"):
-                    encoded = gzip.compress(encoded, compresslevel=6, mtime=0)
-                out.append((name, encoded))
-                distance = _angle_deg(obj.ra, obj.dec, header["CRVAL1"], header["CRVAL2"])
-        if out and len(out) == len(members):
-            tiles.append((distance, coadd_id, out))
-    tiles.sort(key=lambda item: (item[0], item[1]))
-    return _tar_bytes([m for _, _, out in tiles for m in out])
+    kept = []
+    for tile in tiles:
+        # the group's box and the member's, in this tile member's pixels
+        gx0, gy0 = centred_corner(tile.wcs, centre.ra, centre.dec, group_side)
+        x0, y0 = centred_corner(tile.wcs, obj.ra, obj.dec, size)
+        if x0 < gx0 or y0 < gy0 or x0 + size > gx0 + group_side or y0 + size > gy0 + group_side:
+            return None
+        ny, nx = tile.pixels[0].shape
+        cx0, cy0 = max(x0, 0), max(y0, 0)
+        cx1, cy1 = min(x0 + size, nx), min(y0 + size, ny)
+        if cx1 <= cx0 or cy1 <= cy0:
+            continue  # the member's box misses this tile
+        out = []
+        for name, template, data in zip(tile.names, tile.templates, tile.pixels, strict=True):
+            encoded = template.render(data[cy0:cy1, cx0:cx1], cx0, cy0)
+            if name.endswith(".gz"):
+                encoded = gzip.compress(encoded, compresslevel=6, mtime=0)
+            out.append((name, encoded))
+        head = tile.headers[0]
+        distance = _angle_deg(obj.ra, obj.dec, head["CRVAL1"], head["CRVAL2"])
+        kept.append((distance, tile.coadd_id, out))
+    kept.sort(key=lambda item: (item[0], item[1]))
+    return _tar_bytes([m for _, _, out in kept for m in out])
 
 
 async def fetch_unwise_shared(
@@ -240,8 +264,9 @@ async def fetch_unwise_shared(
         return {o.id: err for o in members}
     outcomes: dict[str, Product | Exception] = {}
     later = []
+    tiles = parse_unwise_group(body)
     for obj in members:
-        cut = cut_unwise_tar(body, obj, fetcher.pixels, centre, window.side)
+        cut = cut_unwise_tar(tiles, obj, fetcher.pixels, centre, window.side)
         if cut is None:
             later.append(obj)
         elif not check_unwise_tar(cut):
@@ -261,8 +286,6 @@ async def fetch_galex_shared(
     fetcher: Any, client: HttpClient, members: Sequence[SkyObject], files: Any
 ) -> dict[str, Product | Exception]:
     """GALEX members: one viewer cube for the group, each member's window cut from it."""
-    from astropy.io import fits
-
     from mantis.fetch._galex import galex_cube_is_empty
 
     window = group_window(members, survey_info("galex").pixel_scale, fetcher.pixels)
@@ -283,22 +306,21 @@ async def fetch_galex_shared(
     later = []
     with quiet_fits_open(body) as hdul:
         wcs = header_wcs(hdul[0].header)
+        templates = [_Template(hdu.header) for hdu in hdul[:2]]
         for obj in members:
             x, y = wcs.all_world2pix(obj.ra, obj.dec, 0)
             # the viewer puts the request at the middle of the grid, (size - 1) / 2
             x0, y0 = round(float(x) - (size - 1) / 2.0), round(float(y) - (size - 1) / 2.0)
             hdus = []
-            for index, hdu in enumerate(hdul[:2]):
+            for hdu, template in zip(hdul[:2], templates, strict=False):
                 pixels = _window(hdu.data, x0, y0, size, size)
                 if pixels is None:
                     break
-                header = _shifted(hdu.header, x0, y0, size, size)
-                kind = fits.PrimaryHDU if index == 0 else fits.ImageHDU
-                hdus.append(kind(np.ascontiguousarray(pixels), header))
+                hdus.append(template.render(pixels, x0, y0))
             if len(hdus) < min(len(hdul), 2):
                 later.append(obj)
                 continue
-            cube = _fits_bytes(hdus)
+            cube = b"".join(hdus)
             if galex_cube_is_empty(cube):
                 outcomes[obj.id] = NoCoverageError(
                     f"GALEX cube all zeros at ra={obj.ra}, dec={obj.dec} (a gap)"
