@@ -25,8 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="cache folder")
     parser.add_argument(
         "--endpoint",
+        "--source",
+        dest="endpoint",
         metavar="URL",
-        help="one base URL for all services (e.g. the imitation server)",
+        help="one base URL for all services (e.g. the imitation server), or local:DIR to cut "
+        "from a survey mirror on disk (PS1 skycells, unWISE tiles; see mantis sky mirror)",
     )
     parser.add_argument(
         "--surveys",

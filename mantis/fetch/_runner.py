@@ -28,6 +28,7 @@ from mantis.fetch._cache import CutoutCache
 from mantis.fetch._client import ClientSettings, HttpClient
 from mantis.fetch._galex import GalexFetcher
 from mantis.fetch._groups import GroupSettings
+from mantis.fetch._local import LOCAL_PREFIX, LocalPanStarrsFetcher, LocalUnwiseFetcher
 from mantis.fetch._panstarrs import PanStarrsFetcher
 from mantis.fetch._unwise import UnwiseFetcher
 
@@ -44,6 +45,11 @@ FETCHERS: dict[str, type[CutoutFetcher]] = {
     "galex": GalexFetcher,
     "ps1": PanStarrsFetcher,
     "unwise": UnwiseFetcher,
+}
+# readers of a local survey mirror (base URL ``local:DIR``), per survey
+LOCAL_FETCHERS: dict[str, type[CutoutFetcher]] = {
+    "ps1": LocalPanStarrsFetcher,
+    "unwise": LocalUnwiseFetcher,
 }
 
 
@@ -160,8 +166,11 @@ def make_fetchers(
             f"unknown survey(s) {', '.join(unknown) or '(none given)'}; "
             f"allowed: {', '.join(FETCHERS)}"
         )
-    if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
-        raise ConfigError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    if endpoint is not None and not str(endpoint).startswith(("http://", "https://", "local:")):
+        raise ConfigError(
+            f"endpoint must be an http:// or https:// URL or local:DIR (a survey mirror), "
+            f"got {endpoint!r}"
+        )
     endpoints = endpoints or load_config("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))
     groups = GroupSettings.from_config(config.get("groups"))
@@ -170,8 +179,16 @@ def make_fetchers(
         entry = dict(endpoints.get(name) or {})
         if endpoint is not None:
             entry["base_url"] = endpoint
-        fetcher = FETCHERS[name](entry, size_arcsec=size, options=config.get(name, {}))
-        fetcher.groups = groups
+        kind = FETCHERS[name]
+        if str(entry.get("base_url", "")).startswith(LOCAL_PREFIX):
+            if name not in LOCAL_FETCHERS:
+                raise ConfigError(
+                    f"a local mirror holds {', '.join(LOCAL_FETCHERS)}, not {name}; give "
+                    f"{name} its service (configs/endpoints.yaml) or leave it out of --surveys"
+                )
+            kind = LOCAL_FETCHERS[name]
+        fetcher = kind(entry, size_arcsec=size, options=config.get(name, {}))
+        fetcher.groups = groups if kind is FETCHERS[name] else None  # a mirror is cut directly
         fetchers.append(fetcher)
     return fetchers
 
@@ -204,12 +221,17 @@ async def _fetch_all(
             dynamic_ncols=True,
         )
         async with HttpClient(settings) as client:
-            tallies = await asyncio.gather(
-                *(
-                    f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
-                    for f in fetchers
+            try:
+                tallies = await asyncio.gather(
+                    *(
+                        f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
+                        for f in fetchers
+                    )
                 )
-            )
+            finally:
+                for fetcher in fetchers:  # local mirror readers hold files open
+                    if hasattr(fetcher, "close"):
+                        fetcher.close()
         bar.close()
         wanted = {o.id for o in objects}
         for fetcher, tally in zip(fetchers, tallies, strict=True):
