@@ -44,6 +44,9 @@ class FlatSky:
 
     supports_frames = False
 
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
     def psf_fwhm(self, band_name: str, ra: float, dec: float) -> float:
         return 1.5
 
@@ -104,12 +107,76 @@ def one_fetch(catalog: pd.DataFrame, url: str, groups: bool, **kwargs) -> dict:
     }
 
 
+def bench_mirror(catalog: pd.DataFrame, side: float) -> dict:
+    """Objects/s cut from a local mirror against fetched from loopback services (no latency).
+
+    Only PS1 and unWISE (a mirror holds no GALEX); the build of the same products is timed
+    too, since a mirror should leave the build as the limit.
+    """
+    from mantis.sky._mirror import write_mirror
+    from mantis.stack import build_objects
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    server = context.Process(target=_serve, args=(0.0, send), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{receive.recv()}"
+    out: dict = {"objects": len(catalog)}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            write_mirror(
+                Path(tmp) / "mirror", [(*DENSE_CENTRE, side)], config="bench_group:FlatSky"
+            )
+            out["mirror_write_s"] = round(time.perf_counter() - t0, 1)
+            for name, endpoint in (
+                ("loopback", url),
+                ("mirror", f"local:{tmp}/mirror"),
+                ("loopback again", url),
+                ("mirror again", f"local:{tmp}/mirror"),
+            ):
+                cache = Path(tmp) / name.replace(" ", "_")
+                t0 = time.perf_counter()
+                summary = fetch_catalog(
+                    catalog,
+                    cache_dir=cache,
+                    endpoint=endpoint,
+                    surveys=("ps1", "unwise"),
+                    progress=False,
+                )
+                dt = time.perf_counter() - t0
+                out[name] = {
+                    "ok": summary.ok,
+                    "seconds": round(dt, 2),
+                    "objects_per_s": round(len(catalog) / dt, 1),
+                }
+                print(name, out[name], flush=True)
+            t0 = time.perf_counter()
+            build_objects(catalog, Path(tmp) / "mirror_again")
+            dt = time.perf_counter() - t0
+            out["build"] = {"seconds": round(dt, 2), "objects_per_s": round(len(catalog) / dt, 1)}
+            print("build", out["build"], flush=True)
+    finally:
+        server.terminate()
+        server.join(5)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparse-box", type=float, default=0.4, help="sparse box side, deg")
     parser.add_argument("--dense", type=int, default=200, help="objects in the dense field")
     parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--mirror", action="store_true", help="also: local mirror vs loopback")
+    parser.add_argument("--only-mirror", action="store_true", help="only the mirror comparison")
     args = parser.parse_args()
+    if args.mirror or args.only_mirror:
+        side = float(np.sqrt(args.dense / DENSE_PER_DEG2))
+        mirror = bench_mirror(dense_catalog(args.dense), side)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.with_name("mirror.json").write_text(json.dumps(mirror, indent=1))
+        if args.only_mirror:
+            return 0
 
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)

@@ -65,6 +65,7 @@ class _OpenFiles:
 
     def __init__(self) -> None:
         self._open: OrderedDict[Path, tuple[Any, Any]] = OrderedDict()
+        self._templates: dict[Path, _Template] = {}
         self._lock = threading.Lock()
 
     def image_hdu(self, path: Path) -> Any:
@@ -84,6 +85,16 @@ class _OpenFiles:
             while len(self._open) > _OPEN_FILES:
                 self._open.popitem(last=False)[1][0].close()
             return hdu
+
+    def template(self, path: Path, pixels: np.ndarray) -> _Template:
+        """Return the header template of a file's cutouts (built once per file)."""
+        with self._lock:
+            cached = self._templates.get(path)
+        if cached is None:
+            cached = _primary_template(self.image_hdu(path), pixels)
+            with self._lock:
+                self._templates[path] = cached
+        return cached
 
     def close(self) -> None:
         """Close every open file."""
@@ -188,7 +199,8 @@ class LocalPanStarrsFetcher(_LocalFetcher):
             x0, y0 = centred_corner(cell["wcs"], obj.ra, obj.dec, self.pixels)
             pixels = _window(hdu, x0, y0, self.pixels, self.pixels, np.nan)
             if np.isfinite(pixels).any():
-                files[f".{band}.fits"] = _primary_template(hdu, pixels).render(pixels, x0, y0)
+                template = self.files.template(cell["files"][band], pixels)
+                files[f".{band}.fits"] = template.render(pixels, x0, y0)
         missing = [b for b in self.bands if f".{b}.fits" not in files]
         note = f"no coverage in band(s) {''.join(missing)}: {ALL_NAN}" if missing else None
         if not files:
@@ -238,7 +250,8 @@ class LocalUnwiseFetcher(_LocalFetcher):
                         continue
                     hdu = self.files.image_hdu(path)
                     pixels = hdu.section[cy0:cy1, cx0:cx1]
-                    encoded = _Template(hdu.header).render(np.asarray(pixels), cx0, cy0)
+                    template = self.files.template(path, pixels)
+                    encoded = template.render(np.asarray(pixels), cx0, cy0)
                     if suffix.endswith(".gz"):
                         encoded = gzip.compress(encoded, compresslevel=6, mtime=0)
                     members.append((path.name, encoded))
