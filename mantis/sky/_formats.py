@@ -82,21 +82,29 @@ def _framed(universe: object, frame: NativeFrame | None) -> dict:
     )
 
 
-@lru_cache(maxsize=4096)
-def ps1_frame(skycell: Skycell, x0: int, y0: int) -> NativeFrame:
-    """Frame of a window at projection-cell pixel (x0, y0), anchored at the skycell centre."""
+@lru_cache(maxsize=1024)
+def _ps1_anchor(skycell: Skycell) -> NativeFrame:
     shape = (skycell.y1 - skycell.y0, skycell.x1 - skycell.x0)
     wcs = skycell.projcell_wcs()[skycell.y0 : skycell.y1, skycell.x0 : skycell.x1]
-    frame = frame_from_wcs(skycell.name, 0, 0, wcs, shape)
-    return NativeFrame(frame.key, int(x0), int(y0), frame.jac, frame.ra, frame.dec)
+    return frame_from_wcs(skycell.name, 0, 0, wcs, shape)
 
 
-@lru_cache(maxsize=4096)
+def ps1_frame(skycell: Skycell, x0: int, y0: int) -> NativeFrame:
+    """Frame of a window at projection-cell pixel (x0, y0), anchored at the skycell centre."""
+    anchor = _ps1_anchor(skycell)
+    return NativeFrame(anchor.key, int(x0), int(y0), anchor.jac, anchor.ra, anchor.dec)
+
+
+@lru_cache(maxsize=1024)
+def _unwise_anchor(tile: UnwiseTile) -> NativeFrame:
+    wcs = tile.wcs()
+    return frame_from_wcs(tile.coadd_id, 0, 0, wcs, wcs.pixel_shape[::-1])
+
+
 def unwise_frame(tile: UnwiseTile, x0: int, y0: int) -> NativeFrame:
     """Frame of a window at tile pixel (x0, y0), anchored at the tile centre."""
-    wcs = tile.wcs()
-    frame = frame_from_wcs(tile.coadd_id, 0, 0, wcs, wcs.pixel_shape[::-1])
-    return NativeFrame(frame.key, int(x0), int(y0), frame.jac, frame.ra, frame.dec)
+    anchor = _unwise_anchor(tile)
+    return NativeFrame(anchor.key, int(x0), int(y0), anchor.jac, anchor.ra, anchor.dec)
 
 
 def pixel_noise_sigma(
