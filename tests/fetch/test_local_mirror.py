@@ -47,7 +47,8 @@ def mirror_and_served(tmp_path_factory):
                           surveys=("ps1", "unwise"), progress=False, config=config)  # fmt: skip
     with serving_in_thread(Universe.from_config("test", seed=0)) as url:
         served = fetch_catalog(catalog, cache_dir=root / "served", endpoint=url,
-                               surveys=("ps1", "unwise"), progress=False, config=config)  # fmt: skip
+                               surveys=("ps1", "unwise"), progress=False,
+                               config=config)  # fmt: skip
     return root, catalog, local, served
 
 
@@ -79,7 +80,8 @@ def test_local_products_equal_served_products(mirror_and_served):
             with fits.open(pa) as ha, fits.open(pb) as hb:
                 assert ha[0].header.tostring() == hb[0].header.tostring(), object_id
                 np.testing.assert_allclose(ha[0].data, hb[0].data, rtol=1e-5, atol=1e-3)
-            (pa,), (pb,) = a.product_paths(object_id, "unwise"), b.product_paths(object_id, "unwise")
+            (pa,) = a.product_paths(object_id, "unwise")
+            (pb,) = b.product_paths(object_id, "unwise")
             members_a, members_b = _tar_images(pa.read_bytes()), _tar_images(pb.read_bytes())
             assert [m[0] for m in members_a] == [m[0] for m in members_b], object_id
             for (name, data_a, head_a), (_, data_b, head_b) in zip(
