@@ -168,8 +168,8 @@ def make_fetchers(
         )
     if endpoint is not None and not str(endpoint).startswith(("http://", "https://", "local:")):
         raise ConfigError(
-            f"endpoint must be an http:// or https:// URL or local:DIR (a survey mirror), "
-            f"got {endpoint!r}"
+            f"endpoint must be an http:// or https:// URL, got {endpoint!r} "
+            "(or local:DIR for a survey mirror on disk)"
         )
     endpoints = endpoints or load_config("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))

@@ -93,6 +93,26 @@ def _max_side(fetcher: Any) -> int:
     return int(fetcher.groups.max_pixels.get(fetcher.survey, fetcher.pixels))
 
 
+async def _shared_body(
+    fetcher: Any, client: HttpClient, members: Sequence[SkyObject], files: Any, **send: Any
+) -> tuple[Any, SkyObject | None, int]:
+    """``(body, centre, side)`` of a group's one request; ``(outcomes, None, 0)`` otherwise.
+
+    A single member or a group too wide for one cutout is fetched object by object; a group
+    request that fails (or finds no coverage) gives every member that outcome.
+    """
+    window = group_window(members, survey_info(fetcher.survey).pixel_scale, fetcher.pixels)
+    if len(members) == 1 or window.side > _max_side(fetcher):
+        alone = lambda obj: fetcher.fetch_object(client, obj)  # noqa: E731
+        return await _each_alone(fetcher, client, members, alone), None, 0
+    centre = SkyObject("group", window.ra, window.dec)
+    (request,) = fetcher.build_requests([centre], size=window.side)
+    try:
+        return await files.body(fetcher, client, request, **send), centre, window.side
+    except (NoCoverageError, FetchError) as err:
+        return {o.id: err for o in members}, None, 0
+
+
 # ------------------------------------------------------------------------------------- PS1
 
 
@@ -252,21 +272,17 @@ async def fetch_unwise_shared(
     """unWISE members: one ``cutout_fits`` for the group, each member's tiles cut from it."""
     from mantis.fetch._validate import check_unwise_tar
 
-    window = group_window(members, survey_info("unwise").pixel_scale, fetcher.pixels)
+    body, centre, side = await _shared_body(
+        fetcher, client, members, files, validate=check_unwise_tar
+    )
+    if centre is None:
+        return body
     alone = lambda obj: fetcher.fetch_object(client, obj)  # noqa: E731
-    if len(members) == 1 or window.side > _max_side(fetcher):
-        return await _each_alone(fetcher, client, members, alone)
-    centre = SkyObject("group", window.ra, window.dec)
-    (request,) = fetcher.build_requests([centre], size=window.side)
-    try:
-        body = await files.body(fetcher, client, request, validate=check_unwise_tar)
-    except FetchError as err:
-        return {o.id: err for o in members}
     outcomes: dict[str, Product | Exception] = {}
     later = []
     tiles = parse_unwise_group(body)
     for obj in members:
-        cut = cut_unwise_tar(tiles, obj, fetcher.pixels, centre, window.side)
+        cut = cut_unwise_tar(tiles, obj, fetcher.pixels, centre, side)
         if cut is None:
             later.append(obj)
         elif not check_unwise_tar(cut):
@@ -288,19 +304,13 @@ async def fetch_galex_shared(
     """GALEX members: one viewer cube for the group, each member's window cut from it."""
     from mantis.fetch._galex import galex_cube_is_empty
 
-    window = group_window(members, survey_info("galex").pixel_scale, fetcher.pixels)
+    body, centre, _ = await _shared_body(
+        fetcher, client, members, files, validate=fetcher.check_cube,
+        no_coverage_status=500, no_coverage_after=fetcher.no_coverage_after,
+    )  # fmt: skip
+    if centre is None:
+        return body
     alone = lambda obj: fetcher.fetch_object(client, obj)  # noqa: E731
-    if len(members) == 1 or window.side > _max_side(fetcher):
-        return await _each_alone(fetcher, client, members, alone)
-    centre = SkyObject("group", window.ra, window.dec)
-    (request,) = fetcher.build_requests([centre], size=window.side)
-    try:
-        body = await files.body(
-            fetcher, client, request, validate=fetcher.check_cube,
-            no_coverage_status=500, no_coverage_after=fetcher.no_coverage_after,
-        )  # fmt: skip
-    except (NoCoverageError, FetchError) as err:
-        return {o.id: err for o in members}
     size = fetcher.pixels
     outcomes: dict[str, Product | Exception] = {}
     later = []

@@ -25,6 +25,7 @@ __all__ = [
     "point_source_universe",
     "running_server",
     "serving_in_process",
+    "serving_in_thread",
 ]
 
 SERVER_START_TIMEOUT_S = 300.0  # first start may build and cache the sky population
@@ -201,3 +202,29 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
     if process.stdout is not None:
         process.stdout.close()
+
+
+@contextlib.contextmanager
+def serving_in_thread(universe: Any, **settings: Any) -> Iterator[str]:
+    """`serving_in_process` on an event loop of its own thread, so synchronous code can fetch.
+
+    Yields
+    ------
+    str
+        ``http://127.0.0.1:PORT``; the server stops when the block exits.
+    """
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = serving_in_process(universe, **settings)
+    url = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(60)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

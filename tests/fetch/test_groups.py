@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gzip
 import io
 import tarfile
-import threading
 
 import h5py
 import numpy as np
@@ -19,26 +16,10 @@ from mantis.exceptions import ConfigError
 from mantis.fetch import CutoutCache, SkyObject, fetch_catalog
 from mantis.fetch._groups import GroupSettings, choose_cell, group_window, plan_groups
 from mantis.sky import Universe
-from mantis.sky.testing import serving_in_process
+from mantis.sky.testing import serving_in_thread
 from mantis.stack import build_dataset
 
 DENSE_FIELD = (150.10, 2.20)
-
-
-@contextlib.contextmanager
-def serving_in_thread(universe):
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = serving_in_process(universe)
-    url = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(60)
-    try:
-        yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def dense_catalog(n: int = 36) -> pd.DataFrame:
@@ -53,7 +34,8 @@ def dense_catalog(n: int = 36) -> pd.DataFrame:
 
 
 def _config(fast_config, enabled: bool) -> dict:
-    config = fast_config()
+    # large group cutouts take seconds to draw on a busy machine: no timeouts in the way
+    config = fast_config(connect_timeout_s=30.0, read_timeout_s=120.0, total_timeout_s=300.0)
     config["ps1"]["lookup_chunk"] = 50
     config["groups"] = {"enabled": enabled, "cells_arcsec": [120, 240]}
     return config

@@ -14,7 +14,8 @@ from mantis.exceptions import ConfigError
 from mantis.fetch import CutoutCache, fetch_catalog
 from mantis.sky import Universe
 from mantis.sky._mirror import parse_field, write_mirror
-from tests.fetch.test_groups import _tar_images, serving_in_thread
+from mantis.sky.testing import serving_in_thread
+from tests.fetch.test_groups import _tar_images
 
 # one field across a PS1 skycell boundary (dec 2.399), one across an unWISE tile edge (the
 # top edge of tile 1500p015 at dec 2.282, inside tile 1500p030)
@@ -30,7 +31,8 @@ def _catalog() -> pd.DataFrame:
 
 
 def _config(fast_config) -> dict:
-    config = fast_config()
+    # large group cutouts take seconds to draw on a busy machine: no timeouts in the way
+    config = fast_config(connect_timeout_s=30.0, read_timeout_s=120.0, total_timeout_s=300.0)
     config["ps1"]["bands"] = "r"
     return config
 
