@@ -189,3 +189,14 @@ def test_group_window_holds_every_member_window():
 def test_bad_group_settings_are_named(config, named):
     with pytest.raises(ConfigError, match=named):
         GroupSettings.from_config(config)
+
+
+def test_stale_group_temporaries_are_removed(tmp_path):
+    stale = tmp_path / "groups" / "ps1" / "abc.bin.part-999999999"
+    kept = tmp_path / "groups" / "ps1" / "def.bin"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    kept.write_bytes(b"whole")
+    with CutoutCache(tmp_path) as cache:
+        assert cache.remove_stale_temporaries() == [stale]
+    assert kept.exists() and not stale.exists()
