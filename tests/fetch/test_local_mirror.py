@@ -123,3 +123,15 @@ def test_cli_bad_field_exits_2(tmp_path):
          "--field", "1,2"], capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "--field" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_missing_mirror_exits_2(tmp_path):
+    catalog = tmp_path / "cat.csv"
+    _catalog().to_csv(catalog, index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "mantis", "fetch", str(catalog), "--out", str(tmp_path / "c"),
+         "--source", f"local:{tmp_path}/none", "--surveys", "ps1", "--groups", "--no-progress"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "is not a folder" in done.stderr and "Traceback" not in done.stderr
