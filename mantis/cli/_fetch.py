@@ -27,8 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="cache folder")
     parser.add_argument(
         "--endpoint",
+        "--source",
+        dest="endpoint",
         metavar="URL",
-        help="one base URL for all services (e.g. the imitation server)",
+        help="one base URL for all services (e.g. the imitation server), or local:DIR to cut "
+        "from a survey mirror on disk (PS1 skycells, unWISE tiles; see mantis sky mirror)",
     )
     parser.add_argument(
         "--surveys",
@@ -51,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         default=None,
         help="fetch settings: a config name or YAML path (default: fetch)",
+    )
+    parser.add_argument(
+        "--groups",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="share one larger cutout among neighbours (default: groups.enabled of the config)",
     )
     add_no_progress(parser, what="progress bar")
     parser.set_defaults(func=run)
@@ -75,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         progress=not args.no_progress,
         config=args.config,
+        groups=args.groups,
     )
     print(summary.format())
     for row in summary.unusable_rows:

@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         calibration=args.calibration,
     )
+    if not summary.merged:
+        print(f"wrote parts of {summary.n_predicted} rows; rank 0 merges them into {summary.out}")
+        return 0
     if summary.up_to_date:
         print(f"{summary.out} already holds the predictions of this catalogue and checkpoint "
               f"({summary.n_rows} rows); nothing to do (--overwrite predicts again)")  # fmt: skip

@@ -50,6 +50,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", action="store_true", help="render in threads instead of processes"
     )
 
+    mirror = sub.add_parser(
+        "mirror", help="write PS1 skycells and unWISE tiles of a field as a local survey mirror"
+    )
+    mirror.add_argument("--out", required=True, help="mirror folder (read with local:DIR)")
+    mirror.add_argument(
+        "--field", required=True, action="append", help="RA,DEC,SIZE in degrees (repeatable)"
+    )
+    mirror.add_argument("--surveys", default="ps1,unwise", help="ps1,unwise (default both)")
+    _add_universe_options(mirror)
+
     preview = sub.add_parser("preview", help="draw N objects x nine bands as served")
     preview.add_argument("--out", required=True, help="output PNG")
     preview.add_argument("--n", type=int, default=6, help="number of objects (default 6)")
@@ -99,6 +109,15 @@ def run(args: argparse.Namespace) -> int:
         universe = Universe.from_config(args.config, seed=args.seed)
         write_catalog(universe, args.out)
         print(f"wrote {args.out}")
+        return 0
+    if args.sky_verb == "mirror":
+        from mantis.sky import parse_field, write_mirror
+
+        surveys = [s.strip() for s in args.surveys.split(",") if s.strip()]
+        fields = [parse_field(text) for text in args.field]
+        written = write_mirror(args.out, fields, config=args.config,
+                               seed=args.seed, surveys=surveys)  # fmt: skip
+        print(f"wrote {len(written)} files under {args.out}")
         return 0
     if args.sky_verb == "preview":
         from mantis.sky import draw_preview

@@ -27,7 +27,8 @@ Positive = Annotated[float, Field(gt=0)]
 Megabytes = Annotated[float, Field(gt=0, le=4096)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 UrlPath = Annotated[str, Field(pattern=r"^/")]
-BaseUrl = Annotated[str, Field(pattern=r"^https?://[^/\s]+")]
+# an http(s) service, or local:DIR for a survey mirror on disk
+BaseUrl = Annotated[str, Field(pattern=r"^(https?://[^/\s]+|local:.+)")]
 
 
 # -- fetch.yaml --------------------------------------------------------------------------------
@@ -74,6 +75,23 @@ class UnwiseOptions(StrictModel):
     max_body_mb: Megabytes
 
 
+class GroupMaxPixels(StrictModel):
+    """``groups.max_pixels``: the largest group cutout side per survey."""
+
+    ps1: int = Field(ge=1, le=2400)
+    unwise: int = Field(ge=1, le=1024)
+    galex: int = Field(ge=1, le=3000)
+
+
+class GroupsOptions(StrictModel):
+    """``groups`` of fetch.yaml: shared cutouts for neighbours."""
+
+    enabled: bool
+    cells_arcsec: list[Annotated[float, Field(ge=0)]]
+    max_pixels: GroupMaxPixels
+    keep_files: bool
+
+
 class FetchSettings(StrictModel):
     """fetch.yaml."""
 
@@ -83,6 +101,7 @@ class FetchSettings(StrictModel):
     ps1: Ps1Options
     galex: GalexOptions
     unwise: UnwiseOptions
+    groups: GroupsOptions
 
 
 # -- endpoints.yaml ----------------------------------------------------------------------------

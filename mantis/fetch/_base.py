@@ -167,6 +167,7 @@ class CutoutFetcher(ABC):
         self.options = dict(options or {})
         self.size_arcsec = size_arcsec
         self.pixels = cutout_pixels(self.survey, size_arcsec, self.options.get("min_pixels", 1))
+        self.groups: Any = None  # a mantis.fetch._groups.GroupSettings turns shared cutouts on
 
     def url(self, path_key: str) -> str:
         """Absolute URL of one of the endpoint's paths."""
@@ -187,6 +188,22 @@ class CutoutFetcher(ABC):
         FetchError
             A request failed after every retry.
         """
+
+    async def fetch_group(
+        self, client: HttpClient, members: Sequence[SkyObject], files: Any
+    ) -> dict[str, Product | Exception]:
+        """Fetch the products of neighbours through one shared cutout (survey modules).
+
+        The default fetches each member on its own. Returns, per member id, its product or
+        the `NoCoverageError` / `FetchError` a per-object fetch would have raised.
+        """
+        outcomes: dict[str, Product | Exception] = {}
+        for obj in members:
+            try:
+                outcomes[obj.id] = await self.fetch_object(client, obj)
+            except (NoCoverageError, FetchError) as err:
+                outcomes[obj.id] = err
+        return outcomes
 
     def prepare(self, objects: Sequence[SkyObject]) -> None:  # noqa: B027 - optional hook
         """Get ready to fetch ``objects`` in this order (PS1 plans its batched lookups)."""
@@ -242,28 +259,41 @@ class CutoutFetcher(ABC):
         finished = {k for k, v in cache.statuses(self.survey).items() if v != "failed"}
         todo = [o for o in objects if o.id not in finished]
         tally.skipped = len(objects) - len(todo)
+        n_workers = workers or 2 * int(client.settings.concurrency_per_host)
+
+        def record(obj: SkyObject, outcome: Product | Exception) -> None:
+            if isinstance(outcome, NoCoverageError):
+                cache.mark(obj.id, self.survey, "no_coverage", str(outcome))
+                status = "no_coverage"
+            elif isinstance(outcome, FetchError):
+                cache.mark(obj.id, self.survey, "failed", str(outcome))
+                tally.failure_reasons[getattr(outcome, "reason", "error")] += 1
+                status = "failed"
+            elif isinstance(outcome, Exception):
+                raise outcome
+            else:
+                cache.store(obj.id, self.survey, outcome.files, note=outcome.note)
+                status = "done"
+            tally.statuses[status] += 1
+            if on_finished is not None:
+                on_finished(obj, status)
+
+        if self.groups is not None and self.groups.enabled and len(todo) > 1:
+            from mantis.fetch._groups import fetch_in_groups
+
+            await fetch_in_groups(self, client, cache, todo, n_workers, record)
+            return tally
         self.prepare(todo)
         pending = iter(todo)
-        n_workers = workers or 2 * int(client.settings.concurrency_per_host)
 
         async def worker() -> None:
             for obj in pending:
                 cache.begin(obj.id, self.survey)
                 try:
-                    product = await self.fetch_object(client, obj)
-                except NoCoverageError as err:
-                    cache.mark(obj.id, self.survey, "no_coverage", str(err))
-                    status = "no_coverage"
-                except FetchError as err:
-                    cache.mark(obj.id, self.survey, "failed", str(err))
-                    tally.failure_reasons[getattr(err, "reason", "error")] += 1
-                    status = "failed"
-                else:
-                    cache.store(obj.id, self.survey, product.files, note=product.note)
-                    status = "done"
-                tally.statuses[status] += 1
-                if on_finished is not None:
-                    on_finished(obj, status)
+                    outcome: Product | Exception = await self.fetch_object(client, obj)
+                except (NoCoverageError, FetchError) as err:
+                    outcome = err
+                record(obj, outcome)
 
         await asyncio.gather(*(worker() for _ in range(min(n_workers, max(len(todo), 1)))))
         return tally

@@ -228,11 +228,13 @@ class CutoutCache:
     def remove_stale_temporaries(self) -> list[Path]:
         """Delete temporary files left by writers that no longer run; return their paths."""
         removed = []
-        for survey in PRODUCT_SUFFIXES:
-            folder = self.root / survey
+        # products sit in shard folders; shared group answers in groups/<survey>/
+        places = [(self.root / s, f"*/*{_TEMP_MARK}*") for s in PRODUCT_SUFFIXES]
+        places += [(self.root / "groups" / s, f"*{_TEMP_MARK}*") for s in PRODUCT_SUFFIXES]
+        for folder, pattern in places:
             if not folder.is_dir():
                 continue
-            for path in folder.glob(f"*/*{_TEMP_MARK}*"):
+            for path in folder.glob(pattern):
                 pid_text = path.name.rsplit(_TEMP_MARK, 1)[-1]
                 pid = int(pid_text) if pid_text.isdigit() else 0
                 if pid > 0 and pid != os.getpid() and _pid_alive(pid):

@@ -61,8 +61,10 @@ class GalexFetcher(CutoutFetcher):
         self.invvar = bool(self.options.get("invvar", True))
         self.no_coverage_after = int(self.options.get("no_coverage_after_500s", 3))
 
-    def build_requests(self, objects: Sequence[SkyObject]) -> list[PlannedRequest]:
-        """One ``fits-cutout`` GET per object at the native 1.5"/px."""
+    def build_requests(
+        self, objects: Sequence[SkyObject], size: int | None = None
+    ) -> list[PlannedRequest]:
+        """One ``fits-cutout`` GET per object at the native 1.5"/px, ``size`` pixels a side."""
         scale = survey_info(self.survey).pixel_scale
         requests = []
         for o in objects:
@@ -70,7 +72,7 @@ class GalexFetcher(CutoutFetcher):
                 "ra": f"{o.ra:.8f}",
                 "dec": f"{o.dec:.8f}",
                 "layer": self.layer,
-                "size": str(self.pixels),
+                "size": str(size or self.pixels),
                 "pixscale": f"{scale}",
                 "bands": self.bands,
             }
@@ -110,3 +112,11 @@ class GalexFetcher(CutoutFetcher):
         if galex_cube_is_empty(reply.body):
             raise NoCoverageError(f"GALEX cube all zeros at ra={obj.ra}, dec={obj.dec} (a gap)")
         return Product({".fits": reply.body})
+
+    async def fetch_group(
+        self, client: HttpClient, members: Sequence[SkyObject], files: Any
+    ) -> dict[str, Product | Exception]:
+        """One viewer cube for neighbours; each member's window cut from it."""
+        from mantis.fetch._shared import fetch_galex_shared
+
+        return await fetch_galex_shared(self, client, members, files)

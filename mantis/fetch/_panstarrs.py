@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mantis.exceptions import NoCoverageError
+from mantis.exceptions import FetchError, NoCoverageError
 from mantis.fetch._base import CutoutFetcher, PlannedRequest, Product, SkyObject
 from mantis.fetch._client import HttpClient, RequestFailedError
 from mantis.fetch._validate import InvalidBodyError, check_fits, describe_body, fits_image
@@ -183,7 +183,9 @@ class PanStarrsFetcher(CutoutFetcher):
             "GET", self.url("filenames_path"), params, purpose="lookup", object_ids=(obj.id,)
         )
 
-    def cutout_requests(self, obj: SkyObject, rows: list[dict[str, str]]) -> list[PlannedRequest]:
+    def cutout_requests(
+        self, obj: SkyObject, rows: list[dict[str, str]], size: int | None = None
+    ) -> list[PlannedRequest]:
         """One ``fitscut.cgi`` FITS request per band row of the lookup table."""
         return [
             PlannedRequest(
@@ -192,7 +194,7 @@ class PanStarrsFetcher(CutoutFetcher):
                 {
                     "ra": f"{obj.ra:.8f}",
                     "dec": f"{obj.dec:.8f}",
-                    "size": str(self.pixels),
+                    "size": str(size or self.pixels),
                     "format": "fits",
                     "red": row["filename"],
                 },
@@ -232,9 +234,14 @@ class PanStarrsFetcher(CutoutFetcher):
         return rows
 
     # -- cutouts -----------------------------------------------------------------------------
-    async def fetch_object(self, client: HttpClient, obj: SkyObject) -> Product:
-        """Look up the skycell files, then fetch one cutout per band."""
-        rows = await self.filename_rows(client, obj)
+    def band_rows(self, obj: SkyObject, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Pick the first lookup row of each band, in band order.
+
+        Raises
+        ------
+        NoCoverageError
+            If the lookup lists no file of any wanted band.
+        """
         rows = [r for r in rows if r.get("filter") in self.bands]
         if not rows:
             raise NoCoverageError(
@@ -245,13 +252,28 @@ class PanStarrsFetcher(CutoutFetcher):
         first: dict[str, dict] = {}
         for row in rows:
             first.setdefault(row["filter"], row)
-        ordered = [first[b] for b in self.bands if b in first]
+        return [first[b] for b in self.bands if b in first]
+
+    def assemble(self, files: dict[str, bytes], empty: list[str]) -> Product:
+        """Product of the bands with data; bands without are named in the note."""
+        note = None
+        if empty or len(files) < len(self.bands):
+            missing = [b for b in self.bands if f".{b}.fits" not in files]
+            note = f"no coverage in band(s) {''.join(missing)}: {ALL_NAN} after every attempt"
+        if not files:
+            raise NoCoverageError(note)
+        return Product(files, note)
+
+    async def fetch_bands(
+        self, client: HttpClient, obj: SkyObject, ordered: list[dict[str, str]]
+    ) -> Product:
+        """Fetch one cutout per band row for one object."""
         requests = self.cutout_requests(obj, ordered)
         outcomes = await asyncio.gather(
             *(self.send(client, r, validate=check_ps1_cutout) for r in requests),
             return_exceptions=True,
         )
-        files, empty = {}, [b for b in self.bands if b not in first]
+        files, empty = {}, []
         for row, outcome in zip(ordered, outcomes, strict=True):
             if isinstance(outcome, RequestFailedError) and outcome.reason == ALL_NAN:
                 empty.append(row["filter"])
@@ -259,10 +281,36 @@ class PanStarrsFetcher(CutoutFetcher):
                 raise outcome
             else:
                 files[f".{row['filter']}.fits"] = outcome.body
-        note = None
-        if empty:
-            empty = [b for b in self.bands if b in empty]
-            note = f"no coverage in band(s) {''.join(empty)}: {ALL_NAN} after every attempt"
-        if not files:
-            raise NoCoverageError(note)
-        return Product(files, note)
+        return self.assemble(files, empty)
+
+    async def fetch_object(self, client: HttpClient, obj: SkyObject) -> Product:
+        """Look up the skycell files, then fetch one cutout per band."""
+        rows = await self.filename_rows(client, obj)
+        return await self.fetch_bands(client, obj, self.band_rows(obj, rows))
+
+    async def fetch_group(
+        self, client: HttpClient, members: Sequence[SkyObject], files: Any
+    ) -> dict[str, Product | Exception]:
+        """Look up every member, then share one cutout per band among those on one skycell."""
+        from mantis.fetch._shared import fetch_ps1_shared
+
+        looked = await asyncio.gather(
+            *(self.filename_rows(client, o) for o in members), return_exceptions=True
+        )
+        outcomes: dict[str, Product | Exception] = {}
+        same_files: dict[tuple[str, ...], list[tuple[SkyObject, list[dict]]]] = {}
+        for obj, rows in zip(members, looked, strict=True):
+            if isinstance(rows, FetchError):
+                outcomes[obj.id] = rows
+                continue
+            if isinstance(rows, BaseException):
+                raise rows
+            try:
+                ordered = self.band_rows(obj, rows)
+            except NoCoverageError as err:
+                outcomes[obj.id] = err
+                continue
+            same_files.setdefault(tuple(r["filename"] for r in ordered), []).append((obj, ordered))
+        for entries in same_files.values():
+            outcomes.update(await fetch_ps1_shared(self, client, entries, files))
+        return outcomes

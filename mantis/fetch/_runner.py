@@ -27,6 +27,8 @@ from mantis.fetch._base import MAX_CUTOUT_PIXELS, CutoutFetcher, SkyObject, cuto
 from mantis.fetch._cache import CutoutCache, object_id_problem
 from mantis.fetch._client import ClientSettings, HttpClient
 from mantis.fetch._galex import GalexFetcher
+from mantis.fetch._groups import GroupSettings
+from mantis.fetch._local import LOCAL_PREFIX, LocalPanStarrsFetcher, LocalUnwiseFetcher
 from mantis.fetch._panstarrs import PanStarrsFetcher
 from mantis.fetch._unwise import UnwiseFetcher
 from mantis.surveys import survey as survey_info
@@ -44,6 +46,11 @@ FETCHERS: dict[str, type[CutoutFetcher]] = {
     "galex": GalexFetcher,
     "ps1": PanStarrsFetcher,
     "unwise": UnwiseFetcher,
+}
+# readers of a local survey mirror (base URL ``local:DIR``), per survey
+LOCAL_FETCHERS: dict[str, type[CutoutFetcher]] = {
+    "ps1": LocalPanStarrsFetcher,
+    "unwise": LocalUnwiseFetcher,
 }
 
 
@@ -186,10 +193,14 @@ def make_fetchers(
             f"unknown survey(s) {', '.join(unknown) or '(none given)'}; "
             f"allowed: {', '.join(FETCHERS)}"
         )
-    if endpoint is not None and not str(endpoint).startswith(("http://", "https://")):
-        raise ConfigError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    if endpoint is not None and not str(endpoint).startswith(("http://", "https://", "local:")):
+        raise ConfigError(
+            f"endpoint must be an http:// or https:// URL, got {endpoint!r} "
+            "(or local:DIR for a survey mirror on disk)"
+        )
     endpoints = endpoints or load_settings("endpoints")
     size = float(size_arcsec if size_arcsec is not None else config.get("size_arcsec", 42.5))
+    groups = GroupSettings.from_config(config.get("groups"))
     for name in sorted(set(surveys), key=_largest_cutout_arcsec):
         cutout_pixels(name, size)  # a size too large is named against the tightest limit
     fetchers = []
@@ -197,7 +208,17 @@ def make_fetchers(
         entry = dict(endpoints.get(name) or {})
         if endpoint is not None:
             entry["base_url"] = endpoint
-        fetchers.append(FETCHERS[name](entry, size_arcsec=size, options=config.get(name, {})))
+        kind = FETCHERS[name]
+        if str(entry.get("base_url", "")).startswith(LOCAL_PREFIX):
+            if name not in LOCAL_FETCHERS:
+                raise ConfigError(
+                    f"a local mirror holds {', '.join(LOCAL_FETCHERS)}, not {name}; give "
+                    f"{name} its service (configs/endpoints.yaml) or leave it out of --surveys"
+                )
+            kind = LOCAL_FETCHERS[name]
+        fetcher = kind(entry, size_arcsec=size, options=config.get(name, {}))
+        fetcher.groups = groups if kind is FETCHERS[name] else None  # a mirror is cut directly
+        fetchers.append(fetcher)
     return fetchers
 
 
@@ -229,12 +250,17 @@ async def _fetch_all(
             dynamic_ncols=True,
         )
         async with HttpClient(settings) as client:
-            tallies = await asyncio.gather(
-                *(
-                    f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
-                    for f in fetchers
+            try:
+                tallies = await asyncio.gather(
+                    *(
+                        f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
+                        for f in fetchers
+                    )
                 )
-            )
+            finally:
+                for fetcher in fetchers:  # local mirror readers hold files open
+                    if hasattr(fetcher, "close"):
+                        fetcher.close()
         bar.close()
         wanted = {o.id for o in objects}
         for fetcher, tally in zip(fetchers, tallies, strict=True):
@@ -265,6 +291,7 @@ def fetch_catalog(
     concurrency: int | None = None,
     progress: bool = True,
     config: dict[str, Any] | str | None = None,
+    groups: bool | None = None,
 ) -> FetchSummary:
     """Fetch every survey cutout of a catalogue into a cache (synchronous).
 
@@ -288,6 +315,9 @@ def fetch_catalog(
         Show a progress bar.
     config : dict or str, optional
         Replaces ``configs/fetch.yaml`` (a mapping, a config name or a YAML path).
+    groups : bool, optional
+        Fetch shared cutouts for neighbours (`mantis.fetch._groups`); default ``groups.enabled``
+        of the configuration.
 
     Returns
     -------
@@ -304,6 +334,8 @@ def fetch_catalog(
         The cache cannot be written (disk full, permissions).
     """
     cfg = load_fetch_config(config)
+    if groups is not None:
+        cfg = {**cfg, "groups": {**(cfg.get("groups") or {}), "enabled": bool(groups)}}
     objects, unusable = _usable(catalog_objects(catalog))
     settings = ClientSettings.from_config(cfg, concurrency_per_host=concurrency)
     fetchers = make_fetchers(surveys, config=cfg, size_arcsec=size_arcsec, endpoint=endpoint)

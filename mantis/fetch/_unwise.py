@@ -30,8 +30,10 @@ class UnwiseFetcher(CutoutFetcher):
         self.version = str(self.options.get("version", endpoint.get("version", "neo7")))
         self.bands = str(self.options.get("bands", "12"))
 
-    def build_requests(self, objects: Sequence[SkyObject]) -> list[PlannedRequest]:
-        """One ``cutout_fits`` GET per object.
+    def build_requests(
+        self, objects: Sequence[SkyObject], size: int | None = None
+    ) -> list[PlannedRequest]:
+        """One ``cutout_fits`` GET per object (``size`` pixels, default the object window).
 
         No ``file_*`` flag is sent, so the service returns all four products per band (any
         flag present, even ``=0``, would restrict the answer to the flagged ones).
@@ -44,7 +46,7 @@ class UnwiseFetcher(CutoutFetcher):
                     "version": self.version,
                     "ra": f"{o.ra:.8f}",
                     "dec": f"{o.dec:.8f}",
-                    "size": str(self.pixels),
+                    "size": str(size or self.pixels),
                     "bands": self.bands,
                 },
                 object_ids=(o.id,),
@@ -59,3 +61,11 @@ class UnwiseFetcher(CutoutFetcher):
         if not check_unwise_tar(reply.body):
             raise NoCoverageError(f"unwise.me returned no tile at ra={obj.ra}, dec={obj.dec}")
         return Product({".tar.gz": reply.body})
+
+    async def fetch_group(
+        self, client: HttpClient, members: Sequence[SkyObject], files: Any
+    ) -> dict[str, Product | Exception]:
+        """One ``cutout_fits`` for neighbours; each member's tiles cut from it."""
+        from mantis.fetch._shared import fetch_unwise_shared
+
+        return await fetch_unwise_shared(self, client, members, files)

@@ -3,6 +3,8 @@
 from mantis.predict._parts import PredictionError as PredictionError
 from mantis.predict._pipeline import PredictSummary as PredictSummary
 from mantis.predict._pipeline import predict_catalog as predict_catalog
+from mantis.predict._ranks import LaunchedRank as LaunchedRank
+from mantis.predict._ranks import launcher_rank as launcher_rank
 from mantis.predict._readers import iter_predictions as iter_predictions
 from mantis.predict._readers import read_predictions as read_predictions
 from mantis.predict._sources import CutoutSource as CutoutSource
@@ -14,9 +16,11 @@ __all__ = [
     "FORMATS",
     "SUMMARY_COLUMNS",
     "CutoutSource",
+    "LaunchedRank",
     "PredictSummary",
     "PredictionError",
     "iter_predictions",
+    "launcher_rank",
     "predict_catalog",
     "read_predictions",
     "summarise_densities",

@@ -29,6 +29,7 @@ from mantis.predict._duplicates import DUPLICATE_REASON, duplicated_rows
 from mantis.predict._flags import fetch_summary, judge_rows, request_stats, with_fetch_columns
 from mantis.predict._outputs import check_existing_output, output_format
 from mantis.predict._parts import PartStore, PredictionError, subtract_intervals
+from mantis.predict._ranks import launched_group, launcher_rank
 from mantis.predict._sources import (
     ArraySource,
     check_compatible,
@@ -66,6 +67,9 @@ class PredictSummary:
         Per survey, the fetch statuses of the catalogue's rows (as ``mantis fetch`` reports).
     up_to_date : bool
         ``out`` already held the predictions of these inputs; nothing was done.
+    merged : bool
+        False on the ranks of a launcher (torchrun, srun) other than 0: they wrote parts, and
+        rank 0 merged them into ``out``; ``n_invalid`` is then 0.
     """
 
     out: Path
@@ -75,6 +79,7 @@ class PredictSummary:
     n_failed: int = 0
     fetch: Any = None
     up_to_date: bool = False
+    merged: bool = True
 
 
 @dataclass(frozen=True)
@@ -382,6 +387,12 @@ def predict_catalog(
     for name, value in (("batch_size", batch_size), ("devices", devices)):
         if int(value) != value or value < 1:
             raise PredictionError(f"{name} must be an integer >= 1, got {value!r}")
+    launched = launcher_rank()  # torchrun / srun: this process is one rank of several
+    if launched is not None and devices > 1:
+        raise PredictionError(
+            f"devices={devices} under {launched.launcher} (world {launched.world}): the "
+            "launcher already starts one process per rank; leave devices at 1"
+        )
     given = None
     if calibration is not None:
         from mantis.calibration import read_calibration
@@ -421,8 +432,17 @@ def predict_catalog(
                    bool(tta), progress, duplicates, made_from, given)  # fmt: skip
         started = time.perf_counter()
         earlier = {path.name for _, _, path in PartStore(out).parts("part")}
-        before = sum(hi - lo for lo, hi in PartStore(out).done())
-        if devices > 1:
+        done_before = PartStore(out).done()
+        before = sum(hi - lo for lo, hi in done_before)
+        if launched is not None:
+            with launched_group(launched):
+                _predict_shard(job, launched.rank, launched.world)
+            if launched.rank != 0:  # rank 0 merges once every rank has passed the barrier
+                mine = _rows_to_do(
+                    n_rows, job.chunk_rows, launched.rank, launched.world, done_before
+                )
+                return PredictSummary(out, n_rows, mine, 0, merged=False)
+        elif devices > 1:
             _run_ranks(job, devices)
         else:
             _predict_shard(job, 0, 1)

@@ -18,9 +18,11 @@ __all__ = [
     "default_cache_dir",
     "draw_preview",
     "parse_fault_kinds",
+    "parse_field",
     "running_server",
     "serve",
     "write_catalog",
+    "write_mirror",
 ]
 
 # public names whose modules are heavy, imported on first lookup
@@ -29,6 +31,8 @@ _LAZY = {
     "serve": "mantis.sky._server",
     "parse_fault_kinds": "mantis.sky._faults",
     "draw_preview": "mantis.sky._preview",
+    "parse_field": "mantis.sky._mirror",
+    "write_mirror": "mantis.sky._mirror",
 }
 
 

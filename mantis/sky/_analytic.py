@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["FWHM_PER_SIGMA", "add_profiles", "moffat_alpha"]
+__all__ = ["FWHM_PER_SIGMA", "add_profiles", "moffat_alpha", "stamp_halves"]
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -22,6 +22,19 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 def moffat_alpha(fwhm: float, beta: float) -> float:
     """Moffat scale radius for a FWHM (same units)."""
     return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def stamp_halves(
+    cov: np.ndarray, jac: np.ndarray, radius_fwhm: float | np.ndarray, max_half: int = 256
+) -> np.ndarray:
+    """Stamp half-sizes in pixels that `add_profiles` gives profiles of covariance ``cov``."""
+    inv_j = np.linalg.inv(jac)
+    # stamp half size from the largest axis of the profile in pixel units
+    cov_pix = np.einsum("ij,njk,lk->nil", inv_j, cov, inv_j)
+    major = np.sqrt(np.linalg.eigvalsh(cov_pix)[:, -1])
+    radius = np.asarray(radius_fwhm, dtype=float) * FWHM_PER_SIGMA * major
+    # stamp sizes rounded up to a multiple of 4 pixels, so that few groups are evaluated
+    return np.minimum(4 * np.ceil(radius / 4.0), max_half).astype(int)
 
 
 def add_profiles(
@@ -65,18 +78,12 @@ def add_profiles(
         return
     ny, nx = image.shape
     det_j = abs(float(np.linalg.det(jac)))
-    inv_j = np.linalg.inv(jac)
     # pixel-space inverse covariance: d^T (J^T C^-1 J) d with w = J d
     inv_cov = np.linalg.inv(cov)
     m_pix = np.einsum("ji,njk,kl->nil", jac, inv_cov, jac)
     det_c = np.linalg.det(cov)
     sigma_psf = psf_fwhm / FWHM_PER_SIGMA
-    # stamp half size from the largest axis of the profile in pixel units
-    cov_pix = np.einsum("ij,njk,lk->nil", inv_j, cov, inv_j)
-    major = np.sqrt(np.linalg.eigvalsh(cov_pix)[:, -1])
-    radius = np.asarray(radius_fwhm, dtype=float) * FWHM_PER_SIGMA * major
-    # stamp sizes rounded up to a multiple of 4 pixels, so that few groups are evaluated
-    half = np.minimum(4 * np.ceil(radius / 4.0), max_half).astype(int)
+    half = stamp_halves(cov, jac, radius_fwhm, max_half)
     pad = int(half.max())
     width = nx + 4 * pad + 2
     padded_size = (ny + 4 * pad + 2) * width

@@ -18,6 +18,7 @@ import math
 import tarfile
 import warnings
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 from astropy.io import fits
@@ -27,11 +28,13 @@ from mantis.exceptions import NoCoverageError
 from mantis.sky._coverage import (
     PS1_CDELT,
     Skycell,
+    UnwiseTile,
     galex_coverage_mask,
     ps1_skycell_at,
     stable_uniform,
     unwise_tiles_near,
 )
+from mantis.sky._render import NativeFrame, frame_from_wcs
 from mantis.surveys import (
     band,
     bands_of,
@@ -70,7 +73,47 @@ UNWISE_FILE_SUFFIX = {
 GALEX_BAND_LETTERS = {"n": "NUV", "f": "FUV"}
 
 
-def pixel_noise_sigma(universe: object, band_name: str, wcs: WCS, shape: tuple[int, int]) -> float:
+def _framed(universe: object, frame: NativeFrame | None) -> dict:
+    """Keyword arguments passing ``frame`` to a universe that understands frames."""
+    return (
+        {"frame": frame}
+        if frame is not None and getattr(universe, "supports_frames", False)
+        else {}
+    )
+
+
+@lru_cache(maxsize=1024)
+def _ps1_anchor(skycell: Skycell) -> NativeFrame:
+    shape = (skycell.y1 - skycell.y0, skycell.x1 - skycell.x0)
+    wcs = skycell.projcell_wcs()[skycell.y0 : skycell.y1, skycell.x0 : skycell.x1]
+    return frame_from_wcs(skycell.name, 0, 0, wcs, shape)
+
+
+def ps1_frame(skycell: Skycell, x0: int, y0: int) -> NativeFrame:
+    """Frame of a window at projection-cell pixel (x0, y0), anchored at the skycell centre."""
+    anchor = _ps1_anchor(skycell)
+    return NativeFrame(anchor.key, int(x0), int(y0), anchor.jac, anchor.ra, anchor.dec)
+
+
+@lru_cache(maxsize=1024)
+def _unwise_anchor(tile: UnwiseTile) -> NativeFrame:
+    wcs = tile.wcs()
+    return frame_from_wcs(tile.coadd_id, 0, 0, wcs, wcs.pixel_shape[::-1])
+
+
+def unwise_frame(tile: UnwiseTile, x0: int, y0: int) -> NativeFrame:
+    """Frame of a window at tile pixel (x0, y0), anchored at the tile centre."""
+    anchor = _unwise_anchor(tile)
+    return NativeFrame(anchor.key, int(x0), int(y0), anchor.jac, anchor.ra, anchor.dec)
+
+
+def pixel_noise_sigma(
+    universe: object,
+    band_name: str,
+    wcs: WCS,
+    shape: tuple[int, int],
+    frame: NativeFrame | None = None,
+) -> float:
     """Sky noise per pixel, AB nanomaggies, that ``universe.render`` adds for this request.
 
     Uses ``universe.noise_sigma(band, wcs, shape)`` when the universe provides it, else the
@@ -79,7 +122,7 @@ def pixel_noise_sigma(universe: object, band_name: str, wcs: WCS, shape: tuple[i
     scale (arcsec).
     """
     if hasattr(universe, "noise_sigma"):
-        return float(universe.noise_sigma(band_name, wcs, shape))
+        return float(universe.noise_sigma(band_name, wcs, shape, **_framed(universe, frame)))
     info = band(band_name)
     pixel_scale = float(np.sqrt(abs(np.linalg.det(wcs.celestial.pixel_scale_matrix)))) * 3600.0
     psf_sigma = info.psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
@@ -221,16 +264,21 @@ def ps1_cutout(
     x0 = round(float(x)) - size // 2
     y0 = round(float(y)) - size // 2
     exptime = ps1_exptime(skycell, band_name, seed=seed)
-    seeing = universe.psf_fwhm(band_name, ra, dec) / survey("ps1").pixel_scale
+    frame = ps1_frame(skycell, x0, y0)
+    framed = _framed(universe, frame)
+    # a stack has one PSF: that of its skycell (where the frame anchors it)
+    seeing_at = (frame.ra, frame.dec) if framed else (ra, dec)
+    seeing = universe.psf_fwhm(band_name, *seeing_at) / survey("ps1").pixel_scale
     header = _ps1_header(skycell, band_name, x0, y0, exptime, seed, round(float(seeing), 4))
     nmgy_per_count = float(ps1_counts_to_nanomaggies(np.float32(1.0), exptime))
     shape = (size, size)
     wcs = ps1_header_wcs(header)
     if product == "stack.wt":
-        sigma = pixel_noise_sigma(universe, band_name, wcs, shape)
+        sigma = pixel_noise_sigma(universe, band_name, wcs, shape, frame)
         data = np.full(shape, (sigma / nmgy_per_count) ** 2, dtype=np.float32)
     else:
-        data = (universe.render(band_name, wcs, shape) / nmgy_per_count).astype(np.float32)
+        pixels = universe.render(band_name, wcs, shape, **framed)
+        data = (pixels / nmgy_per_count).astype(np.float32)
     cols = np.arange(x0, x0 + size)
     rows = np.arange(y0, y0 + size)
     outside = ~(
@@ -320,16 +368,18 @@ def unwise_tar(
         )
         sub_wcs = WCS(wcs_header)
         shape = (y1 - y0, x1 - x0)
+        frame = unwise_frame(tile, x0, y0)
+        framed = _framed(universe, frame)
         for number in bands:
             band_name = f"W{number}"
             if band_name not in survey("unwise").bands:
                 continue
             vega_per_ab = 1.0 / float(unwise_vega_to_ab_nanomaggies(np.float32(1.0), band_name))
-            sigma = pixel_noise_sigma(universe, band_name, sub_wcs, shape) * vega_per_ab
+            sigma = pixel_noise_sigma(universe, band_name, sub_wcs, shape, frame) * vega_per_ab
             n_exposures = 60 + int(120 * stable_uniform("unwise-n", seed, tile.coadd_id, number))
             for file_type in file_types:
                 if file_type == "img_m":
-                    data = universe.render(band_name, sub_wcs, shape) * vega_per_ab
+                    data = universe.render(band_name, sub_wcs, shape, **framed) * vega_per_ab
                     if all_nan:
                         data[...] = np.nan
                     extname = "coadded image, outliers removed"

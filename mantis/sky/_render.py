@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mantis.exceptions import MantisError
-from mantis.sky._analytic import FWHM_PER_SIGMA, add_profiles
+from mantis.sky._analytic import FWHM_PER_SIGMA, add_profiles, stamp_halves
 from mantis.surveys import BANDS, mag_to_nanomaggies
 from mantis.surveys import band as get_band
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MOFFAT_BETA",
     "SKIP_SNR",
+    "NativeFrame",
     "SkyRenderer",
     "local_jacobian",
     "psf_fwhm",
@@ -54,6 +56,65 @@ FAST_SNR = 30.0
 FAINT_RADIUS_FWHM = 3.0
 _HLR_PER_SIGMA = math.sqrt(2.0 * math.log(2.0))  # half-light radius of a unit Gaussian
 MAX_STAMP_HALF = 256  # pixels
+
+
+@dataclass(frozen=True)
+class NativeFrame:
+    """A request's pixels as a window of one fixed native image (a skycell, a tile).
+
+    Rendered with a frame, a pixel's value depends only on its place in the native image, not
+    on the request that contains it, as for the real services' stored images: the PSF, noise
+    level and pixel Jacobian are those at the native image's anchor, and the noise of native
+    pixel (X, Y) is drawn from a hash of (seed, band, key, X, Y). A large cutout cut down then
+    equals the small cutout of the same pixels.
+
+    Attributes
+    ----------
+    key : str
+        Name of the native image (``'skycell.1234.056'``, an unWISE coadd id).
+    x0, y0 : int
+        Native 0-based pixel of the window's first column and row.
+    jac : tuple of float
+        The native image's (east, north) arcsec-per-pixel Jacobian at its anchor, row-major.
+    ra, dec : float
+        The anchor (PSF position), degrees.
+    """
+
+    key: str
+    x0: int
+    y0: int
+    jac: tuple[float, float, float, float]
+    ra: float
+    dec: float
+
+
+def frame_from_wcs(key: str, x0: int, y0: int, wcs: WCS, shape: tuple[int, int]) -> NativeFrame:
+    """Frame of the window at (x0, y0) of native image ``wcs`` (``shape``), anchored mid-image."""
+    jac, ra, dec = local_jacobian(wcs, shape)
+    return NativeFrame(key, int(x0), int(y0), tuple(float(v) for v in jac.ravel()), ra, dec)
+
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    z = values + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def stationary_normal(seed: int, key: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Draw standard normal deviates fixed by (seed, key, native pixel): one pixel, one value."""
+    base = np.uint64(
+        int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little")
+    )
+    xs = np.asarray(xs, dtype=np.int64).view(np.uint64)
+    ys = np.asarray(ys, dtype=np.int64).view(np.uint64)
+    h = _splitmix64(_splitmix64(xs ^ base) ^ ys)
+    u1 = ((_splitmix64(h) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+    u2 = (_splitmix64(h ^ _MIX1) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
 def psf_fwhm(band_name: str, ra: float, dec: float, seed: int = 0) -> float:
@@ -218,7 +279,13 @@ class SkyRenderer:
         return obj
 
     def render(
-        self, band_name: str, wcs: WCS, shape: tuple[int, int], *, noise: bool = True
+        self,
+        band_name: str,
+        wcs: WCS,
+        shape: tuple[int, int],
+        *,
+        noise: bool = True,
+        frame: NativeFrame | None = None,
     ) -> np.ndarray:
         """Render one band on ``wcs`` with ``shape`` = (ny, nx); see `Universe.render`."""
         import galsim
@@ -230,10 +297,13 @@ class SkyRenderer:
         if not getattr(wcs, "has_celestial", False) or wcs.pixel_n_dim != 2:
             raise MantisError("render needs a two-dimensional celestial astropy WCS")
         jac, ra_c, dec_c = local_jacobian(wcs, (ny, nx))
+        psf_ra, psf_dec = ra_c, dec_c
+        if frame is not None:  # the native image's PSF and pixel grid, whatever the window
+            jac, psf_ra, psf_dec = np.array(frame.jac).reshape(2, 2), frame.ra, frame.dec
         pixscale = math.sqrt(abs(np.linalg.det(jac)))
         if not np.isfinite(pixscale) or pixscale <= 0:
             raise MantisError(f"WCS has a degenerate pixel scale at ({ra_c}, {dec_c})")
-        fwhm = psf_fwhm(band_name, ra_c, dec_c, self.seed)
+        fwhm = psf_fwhm(band_name, psf_ra, psf_dec, self.seed)
         psf = psf_profile(band_name, round(fwhm, 4))
         sigma = self.noise_sigma(band_name, jac, fwhm)
         n_eff = _psf_neff(band_name, round(fwhm, 4), tuple(np.round(jac, 5).ravel()))
@@ -246,7 +316,8 @@ class SkyRenderer:
         half_diag = 0.5 * math.hypot(nx, ny) * pixscale + psf_radius + self._max_extent
         centre = _unit_vectors(np.array([ra_c]), np.array([dec_c]))[0]
         chord = 2.0 * math.sin(min(math.radians(half_diag / 3600.0), math.pi) / 2.0)
-        idx = np.array(self._tree.query_ball_point(centre, chord), dtype=int)
+        # sorted: sources add up in one order whatever the request, so overlapping windows agree
+        idx = np.sort(np.array(self._tree.query_ball_point(centre, chord), dtype=int))
         if idx.size:
             flux = self._flux[band_name][idx]
             keep = np.isfinite(flux) & (flux > 0)
@@ -257,27 +328,32 @@ class SkyRenderer:
             x, y = wcs.all_world2pix(self._ra[idx], self._dec[idx], 0)
             radius_pix = np.minimum(np.ceil((psf_radius + self._extent[idx]) / pixscale) + 1,
                                     MAX_STAMP_HALF)  # fmt: skip
-            inside = (
-                np.isfinite(x) & np.isfinite(y)
-                & (x + radius_pix >= -0.5) & (x - radius_pix <= nx - 0.5)
-                & (y + radius_pix >= -0.5) & (y - radius_pix <= ny - 0.5)
-            )  # fmt: skip
-            idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
-            radius_pix = radius_pix[inside]
             hlr = self._hlr[idx]
             point_like = self._point[idx] | (hlr < POINT_LIKE_HLR_FWHM * fwhm)
             use_fft = ~point_like & (hlr >= COMPACT_HLR_FWHM * fwhm)
             use_fft &= flux * snr_per_flux >= FAST_SNR
-            analytic = ~use_fft
-            cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])[analytic]
+            cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])
             cov = cov + np.eye(2) * (fwhm / FWHM_PER_SIGMA) ** 2
+            radius_fwhm = np.where(flux * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
+                                   PSF_RADIUS_FWHM[band.survey])  # fmt: skip
+            # a source is kept if the stamp it is drawn with reaches the image: then a window
+            # of a larger image gets every source the larger image got there
+            reach = np.where(use_fft, radius_pix,
+                             stamp_halves(cov, jac, radius_fwhm, MAX_STAMP_HALF) + 1)  # fmt: skip
+            inside = (
+                np.isfinite(x) & np.isfinite(y)
+                & (x + reach >= -0.5) & (x - reach <= nx - 0.5)
+                & (y + reach >= -0.5) & (y - reach <= ny - 0.5)
+            )  # fmt: skip
+            idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
+            radius_pix, use_fft = radius_pix[inside], use_fft[inside]
+            cov, radius_fwhm = cov[inside], radius_fwhm[inside]
+            analytic = ~use_fft
             accumulated = np.zeros((ny, nx))
             add_profiles(
-                accumulated, x[analytic], y[analytic], flux[analytic], cov, jac,
+                accumulated, x[analytic], y[analytic], flux[analytic], cov[analytic], jac,
                 psf_fwhm=fwhm, moffat_beta=MOFFAT_BETA if band.survey == "ps1" else None,
-                radius_fwhm=np.where(flux[analytic] * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
-                                     PSF_RADIUS_FWHM[band.survey]),
-                max_half=MAX_STAMP_HALF,
+                radius_fwhm=radius_fwhm[analytic], max_half=MAX_STAMP_HALF,
             )  # fmt: skip
             image.array[:, :] += accumulated
             for i, f, xi, yi, half in zip(
@@ -291,7 +367,11 @@ class SkyRenderer:
                 self._draw_one(image, int(i), float(f), float(xi), float(yi), int(half), psf,
                                local)  # fmt: skip
         pixels = image.array.astype(np.float32, copy=True)
-        if noise:
+        if noise and frame is not None:
+            rows, cols = np.mgrid[frame.y0 : frame.y0 + ny, frame.x0 : frame.x0 + nx]
+            deviates = stationary_normal(self.seed, f"{band_name}/{frame.key}", cols, rows)
+            pixels += (sigma * deviates).astype(np.float32)
+        elif noise:
             rng = np.random.default_rng(_noise_seed(self.seed, band_name, ra_c, dec_c, (ny, nx)))
             pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
         return pixels

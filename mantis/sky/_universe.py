@@ -197,16 +197,30 @@ class Universe:
         _check_band(band)
         return psf_fwhm(band, float(ra), float(dec), self.seed)
 
-    def noise_sigma(self, band: str, wcs: WCS, shape: tuple[int, int]) -> float:
+    # `render` and `noise_sigma` take a `mantis.sky._render.NativeFrame`
+    supports_frames = True
+
+    def noise_sigma(
+        self, band: str, wcs: WCS, shape: tuple[int, int], *, frame: Any = None
+    ) -> float:
         """Per-pixel 1-sigma noise (AB nanomaggies) that `render` adds for this request."""
         from mantis.sky._render import local_jacobian
 
         _check_band(band)
-        jac, ra, dec = local_jacobian(wcs, tuple(shape))
+        if frame is not None:
+            jac, ra, dec = np.array(frame.jac).reshape(2, 2), frame.ra, frame.dec
+        else:
+            jac, ra, dec = local_jacobian(wcs, tuple(shape))
         return self.renderer.noise_sigma(band, jac, self.psf_fwhm(band, ra, dec))
 
     def render(
-        self, band: str, wcs: WCS, shape: tuple[int, int], *, noise: bool = True
+        self,
+        band: str,
+        wcs: WCS,
+        shape: tuple[int, int],
+        *,
+        noise: bool = True,
+        frame: Any = None,
     ) -> np.ndarray:
         """Pixels of ``band`` on ``wcs`` in AB nanomaggies per pixel.
 
@@ -221,6 +235,10 @@ class Universe:
         noise : bool
             Add sky noise at the band's depth (seeded by the request, so the same request
             gives the same pixels whatever came before).
+        frame : mantis.sky._render.NativeFrame, optional
+            The request is a window of a fixed native image: pixels then depend only on their
+            place in it (PSF, noise level and noise draws of the native image), so overlapping
+            requests agree where they overlap.
 
         Returns
         -------
@@ -228,7 +246,7 @@ class Universe:
             Sky-subtracted pixels holding every source whose light falls in them.
         """
         _check_band(band)
-        return self.renderer.render(band, wcs, shape, noise=noise)
+        return self.renderer.render(band, wcs, shape, noise=noise, frame=frame)
 
 
 def _check_band(name: str) -> None:

@@ -6,7 +6,9 @@ server (`mantis.sky`); they are re-exported here for the tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +21,7 @@ __all__ = [
     "point_source_universe",
     "running_server",
     "serving_in_process",
+    "serving_in_thread",
 ]
 
 
@@ -78,3 +81,29 @@ def point_source_universe(seed: int = 0) -> PointSourceUniverse:
                     (ra0 + (i - 2) * 30.0 / 3600.0, dec0 + (j - 2) * 30.0 / 3600.0, mags)
                 )
     return PointSourceUniverse(sources)
+
+
+@contextlib.contextmanager
+def serving_in_thread(universe: Any, **settings: Any) -> Iterator[str]:
+    """`serving_in_process` on an event loop of its own thread, so synchronous code can fetch.
+
+    Yields
+    ------
+    str
+        ``http://127.0.0.1:PORT``; the server stops when the block exits.
+    """
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = serving_in_process(universe, **settings)
+    url = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(60)
+    try:
+        yield url
+    finally:
+        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -8,12 +8,9 @@ grid and the nine-band early stack) must give back the injected magnitudes.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import io
 import os
 import tarfile
-import threading
 from pathlib import Path
 
 import h5py
@@ -25,30 +22,13 @@ from stack_products import ISOLATED_POSITIONS, isolated_point_sources
 
 from mantis.fetch import CutoutCache, fetch_catalog
 from mantis.sky import Universe
-from mantis.sky.testing import running_server, serving_in_process
+from mantis.sky.testing import running_server, serving_in_thread
 from mantis.stack._build import build_dataset, resolve_build_config
 from mantis.stack._grids import EARLY
 from mantis.surveys import BAND_INDEX, BANDS, SURVEYS, band, nanomaggies_to_mag
 
 APERTURE_ARCSEC = 14.0  # > 5 sigma of the widest PSF (W2), inside the smallest grid (32")
 SKY_SEED = 4
-
-
-@contextlib.contextmanager
-def serving_in_thread(universe):
-    """`serving_in_process` on an event loop of its own, so synchronous code can fetch."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = serving_in_process(universe)
-    url = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(60)
-    try:
-        yield url
-    finally:
-        asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def fetch_and_build(catalog: pd.DataFrame, url: str, root) -> dict[str, np.ndarray]:
