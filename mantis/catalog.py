@@ -18,7 +18,8 @@ from mantis.exceptions import CatalogError
 __all__ = ["MAX_ROWS_NAMED", "default_ids", "read_catalog", "validate_rows"]
 
 MAX_ROWS_NAMED = 10  # error messages name at most this many offending rows
-_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits"}
+_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
+            ".vot": "votable", ".votable": "votable", ".xml": "votable"}  # fmt: skip
 
 
 def default_ids(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     if kind is None:
         raise CatalogError(
             f"catalogue {str(path)!r} has unsupported extension {path.suffix!r}; "
-            f"allowed: .csv, .parquet, .fits (optionally .gz for CSV and FITS)"
+            f"allowed: .csv, .parquet, .fits (optionally .gz for CSV and FITS), .vot, .xml"
         )
     try:
         if kind == "csv":
@@ -46,7 +47,10 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         from astropy.table import Table
 
-        table = Table.read(path, format="fits", character_as_bytes=False)
+        if kind == "votable":
+            table = Table.read(path, format="votable")
+        else:
+            table = Table.read(path, format="fits", character_as_bytes=False)
         # multidimensional columns cannot live in a flat DataFrame; keep the scalar ones
         names = [name for name in table.colnames if len(table[name].shape) <= 1]
         return table[names].to_pandas()
@@ -130,7 +134,7 @@ def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.Data
     Parameters
     ----------
     path : str or path-like
-        CSV, parquet or FITS table (chosen by extension).
+        CSV, parquet, FITS or VOTable (chosen by extension).
     require_z : bool
         Require a ``z`` column with finite values >= 0 (training sets).
 

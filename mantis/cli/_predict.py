@@ -19,11 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "resume where they stopped; invalid rows are flagged, not fatal."
         ),
     )
-    parser.add_argument("catalog", help="catalogue (CSV, parquet or FITS) with ra, dec[, id]")
+    parser.add_argument(
+        "catalog", help="catalogue (CSV, parquet, FITS or VOTable) with ra, dec[, id]"
+    )
     parser.add_argument("--checkpoint", required=True, help="trained model checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="output file")
     parser.add_argument(
-        "--format", choices=("parquet", "fits", "csv", "qp"), default=None,
+        "--format", choices=("parquet", "fits", "csv", "qp", "votable"), default=None,
         help="output format (default: from the extension of --out; qp writes HDF5)",
     )  # fmt: skip
     parser.add_argument("--endpoint", default=None, help="base URL replacing every service")

@@ -21,7 +21,8 @@ from mantis.exceptions import CatalogError
 __all__ = ["ROW_COLUMN", "catalog_fingerprint", "count_rows", "iter_catalog_chunks"]
 
 ROW_COLUMN = "_row"
-_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits"}
+_KINDS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
+          ".vot": "votable", ".votable": "votable", ".xml": "votable"}  # fmt: skip
 
 
 def _kind(path: Path) -> str:
@@ -29,7 +30,7 @@ def _kind(path: Path) -> str:
     if kind is None:
         raise CatalogError(
             f"catalogue {str(path)!r} has unsupported extension {path.suffix!r}; "
-            "allowed for prediction: .csv, .parquet, .fits"
+            "allowed for prediction: .csv, .parquet, .fits, .vot/.votable/.xml (VOTable)"
         )
     if not path.is_file():
         raise CatalogError(f"catalogue {str(path)!r} does not exist")
@@ -59,6 +60,8 @@ def count_rows(path: str | os.PathLike) -> int:
         hdul, hdu = _fits_table(path)
         with hdul:
             return int(hdu.header["NAXIS2"])
+    if kind == "votable":
+        return len(_votable(path))
     return sum(len(chunk) for chunk in pd.read_csv(path, chunksize=65536, usecols=[0]))
 
 
@@ -71,12 +74,28 @@ def catalog_fingerprint(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _votable(path: Path) -> pd.DataFrame:
+    """Read the first table of a VOTable, scalar columns only (VOTable cannot be streamed)."""
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, format="votable")
+    except (OSError, ValueError, IndexError) as err:
+        raise CatalogError(f"cannot read catalogue {str(path)!r} as VOTable: {err}") from None
+    scalar = [name for name in table.colnames if len(table[name].shape) <= 1]
+    return table[scalar].to_pandas()
+
+
 def _raw_chunks(path: Path, kind: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     if kind == "csv":
         try:
             yield from pd.read_csv(path, chunksize=chunk_rows)
         except (ValueError, pd.errors.ParserError) as err:
             raise CatalogError(f"cannot read catalogue {str(path)!r} as CSV: {err}") from None
+    elif kind == "votable":
+        df = _votable(path)
+        for start in range(0, len(df), chunk_rows):
+            yield df.iloc[start : start + chunk_rows]
     elif kind == "parquet":
         import pyarrow.parquet as pq
 

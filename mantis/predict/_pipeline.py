@@ -316,7 +316,7 @@ def predict_catalog(
         Raw cutout cache for the default source (default ``data/cutouts``).
     endpoint : str, optional
         Base URL that replaces every survey service (e.g. ``mantis sky serve``).
-    fmt : {'parquet', 'fits', 'csv', 'qp'}, optional
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}, optional
         Output format; by default from the extension of ``out``.
     batch_size : int
         Rows per chunk: fetched, built, predicted and written together.

@@ -5,6 +5,9 @@
 * FITS: one binary table; the density is an ``n_z``-element float32 vector column (NaN for
   invalid rows); the grid is in the header (ZMIN, ZMAX, NZBINS).
 * CSV: the density is one column of space-separated values; the grid is in ``#`` lines on top.
+* VOTable: one TABLE (astropy.io.votable, binary serialisation) with units and UCDs; the
+  density is an ``n_z``-element float32 array column (NaN for invalid rows), the grid is in
+  PARAMs. Built in memory, so meant for catalogues that fit in it.
 * qp: a qp-prob ``hist`` ensemble (HDF5) of the valid rows, probability densities in 1/z, with
   ``id``, ``zmode``, ``zmean``, ``zmedian`` and ``z_std`` as ancillary columns for RAIL.
 """
@@ -22,19 +25,40 @@ from mantis.predict._parts import PredictionError
 from mantis.zgrid import ZGrid
 
 __all__ = [
+    "COLUMN_UCDS",
     "DENSITY_COLUMN",
     "FORMATS",
     "METADATA_KEY",
+    "convert_predictions",
     "format_from_path",
     "merge_parts",
     "output_metadata",
 ]
 
-FORMATS: tuple[str, ...] = ("parquet", "fits", "csv", "qp")
+FORMATS: tuple[str, ...] = ("parquet", "fits", "csv", "qp", "votable")
 DENSITY_COLUMN = "density"
 METADATA_KEY = "mantis.predictions"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
-             ".csv": "csv", ".hdf5": "qp", ".h5": "qp"}  # fmt: skip
+             ".csv": "csv", ".hdf5": "qp", ".h5": "qp", ".vot": "votable",
+             ".votable": "votable", ".xml": "votable"}  # fmt: skip
+# (unit, UCD1+) of the columns a prediction file has, for VOTable readers such as TOPCAT
+COLUMN_UCDS: dict[str, tuple[str | None, str]] = {
+    "id": (None, "meta.id;meta.main"),
+    "ra": ("deg", "pos.eq.ra;meta.main"),
+    "dec": ("deg", "pos.eq.dec;meta.main"),
+    "z_mean": (None, "src.redshift.phot;stat.mean"),
+    "z_median": (None, "src.redshift.phot;stat.median"),
+    "z_mode": (None, "src.redshift.phot"),
+    "z_std": (None, "stat.stdev;src.redshift.phot"),
+    "z_lo68": (None, "stat.min;src.redshift.phot"),
+    "z_hi68": (None, "stat.max;src.redshift.phot"),
+    "z_lo95": (None, "stat.min;src.redshift.phot"),
+    "z_hi95": (None, "stat.max;src.redshift.phot"),
+    "odds": (None, "stat.probability"),
+    "valid": (None, "meta.code.qual"),
+    "flag": (None, "meta.note"),
+    "density": (None, "stat.probability;src.redshift.phot"),
+}
 _DROP = ("_row",)
 
 
@@ -73,7 +97,8 @@ def _unified_schema(parts: list[Path]):
     # chunks of a CSV can infer different types for one column (int, then float with NaN)
     schema = pa.unify_schemas(schemas, promote_options="permissive")
     for name in _DROP:
-        schema = schema.remove(schema.get_field_index(name))
+        if name in schema.names:  # parts have it; a finished prediction file does not
+            schema = schema.remove(schema.get_field_index(name))
     return schema
 
 
@@ -81,7 +106,8 @@ def _tables(parts: list[Path], schema):
     import pyarrow.parquet as pq
 
     for path in parts:
-        yield pq.read_table(path).drop_columns(list(_DROP)).cast(schema)
+        table = pq.read_table(path)
+        yield table.drop_columns([n for n in _DROP if n in table.column_names]).cast(schema)
 
 
 def _write_parquet(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
@@ -232,11 +258,43 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
     last.finalizeHdf5Write(fout)
 
 
+def _write_votable(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Param
+    from astropy.table import Table, vstack
+
+    tables = []
+    for table in _tables(parts, schema):
+        dense = _density_matrix(table, zgrid)
+        t = Table.from_pandas(table.drop_columns([DENSITY_COLUMN]).to_pandas())
+        t[DENSITY_COLUMN] = dense
+        tables.append(t)
+    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    for name, (unit, _) in COLUMN_UCDS.items():
+        if unit and name in table.colnames:
+            table[name].unit = unit
+    votable = from_table(table)
+    resource_table = votable.get_first_table()
+    for field in resource_table.fields:
+        if field.name in COLUMN_UCDS:
+            field.ucd = COLUMN_UCDS[field.name][1]
+    for key, value, ucd in (("ZMIN", zgrid.z_min, "src.redshift;stat.min"),
+                            ("ZMAX", zgrid.z_max, "src.redshift;stat.max"),
+                            ("NZBINS", zgrid.n_bins, "meta.number")):  # fmt: skip
+        datatype = "int" if isinstance(value, int) else "double"
+        resource_table.params.append(
+            Param(votable, name=key, datatype=datatype, value=value, ucd=ucd)
+        )
+    resource_table.description = output_metadata(zgrid)["density"]
+    votable.to_xml(str(tmp), tabledata_format="binary")
+
+
 _WRITERS: dict[str, Callable] = {
     "parquet": _write_parquet,
     "fits": _write_fits,
     "csv": _write_csv,
     "qp": _write_qp,
+    "votable": _write_votable,
 }
 
 
@@ -249,7 +307,7 @@ def merge_parts(parts: list[Path], out: str | os.PathLike, fmt: str, zgrid: ZGri
         Part files sorted by catalogue row.
     out : path-like
         Final output path.
-    fmt : {'parquet', 'fits', 'csv', 'qp'}
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}
         Output format.
     zgrid : ZGrid
         Grid of the densities.
@@ -271,3 +329,29 @@ def merge_parts(parts: list[Path], out: str | os.PathLike, fmt: str, zgrid: ZGri
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def convert_predictions(path: str | os.PathLike, out: str | os.PathLike, fmt: str) -> Path:
+    """Write a finished parquet prediction file in another format (the writers of `merge_parts`).
+
+    Parameters
+    ----------
+    path : path-like
+        A parquet file written by `mantis.predict.predict_catalog`.
+    out : path-like
+        Output file.
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}
+        Output format.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    if METADATA_KEY.encode() not in meta:
+        raise PredictionError(f"{str(path)!r} is not a mantis prediction file (no grid metadata)")
+    zgrid = ZGrid.from_dict(json.loads(json.loads(meta[METADATA_KEY.encode()])["zgrid"]))
+    return merge_parts([Path(path)], out, fmt, zgrid)
