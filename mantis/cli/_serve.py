@@ -27,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--state", default="data/serve", help="folder for jobs and the cone index")
     parser.add_argument("--cache", default="data/cutouts", help="raw cutout cache folder")
     parser.add_argument("--endpoint", default=None, help="base URL replacing every survey service")
+    parser.add_argument("--batch-size", type=int, default=256, help="objects per prediction chunk")
     parser.add_argument("--cone-catalog", default=None,
                         help="prediction file whose objects the cone search serves")  # fmt: skip
     parser.add_argument("--max-positions", type=int, default=1000, help="per /v1/predict request")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mantis.exceptions import ConfigError
 
-    for name in ("max_positions", "max_job_rows", "burst"):
+    for name in ("max_positions", "max_job_rows", "burst", "batch_size"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("max_upload_mb", "max_radius"):
@@ -58,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from mantis.serve import PredictionEngine, ServeSettings, create_app, serve
 
     engine = PredictionEngine.from_checkpoint(
-        args.checkpoint, calibration=args.calibration, cache_dir=args.cache, endpoint=args.endpoint
+        args.checkpoint,
+        calibration=args.calibration,
+        cache_dir=args.cache,
+        endpoint=args.endpoint,
+        batch_size=args.batch_size,
     )
     settings = ServeSettings(
         state_dir=Path(args.state), max_positions=args.max_positions,

@@ -6,6 +6,7 @@ Heavy imports (FastAPI, torch) happen when this package is imported, never by ``
 from mantis.serve._app import create_app as create_app
 from mantis.serve._engine import PredictionEngine as PredictionEngine
 from mantis.serve._engine import ServeError as ServeError
+from mantis.serve._engine import position_ids as position_ids
 from mantis.serve._jobs import RESULT_FORMATS as RESULT_FORMATS
 from mantis.serve._run import serve as serve
 from mantis.serve._settings import ServeSettings as ServeSettings
@@ -16,5 +17,6 @@ __all__ = [
     "ServeError",
     "ServeSettings",
     "create_app",
+    "position_ids",
     "serve",
 ]

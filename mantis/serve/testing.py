@@ -1,0 +1,91 @@
+"""Test helpers: serve an application in a thread, or run ``mantis serve`` in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from mantis.exceptions import MantisError
+
+__all__ = ["SERVICE_START_TIMEOUT_S", "running_service", "serving_in_thread"]
+
+SERVICE_START_TIMEOUT_S = 120.0
+
+
+@contextlib.contextmanager
+def serving_in_thread(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread; yield the base URL."""
+    import uvicorn
+
+    from mantis.serve._run import bind
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise MantisError("the application did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@contextlib.contextmanager
+def running_service(args: list[str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``mantis serve --port 0 ARGS`` and yield ``(base URL, process)``.
+
+    The process is stopped with SIGINT (as Ctrl-C would) when the block exits, unless the
+    block stopped it already.
+    """
+    command = [sys.executable, "-m", "mantis", "serve", "--port", "0", *args]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env=env)  # fmt: skip
+        try:
+            yield _wait_for_url(process, stderr), process
+        finally:
+            _stop(process)
+
+
+def _wait_for_url(process: subprocess.Popen, stderr) -> str:
+    found: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            if "listening on " in line and not found:
+                found.append(line.split("listening on ", 1)[1].split()[0])
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+    while not found:
+        if process.poll() is not None or time.monotonic() > deadline:
+            stderr.seek(0)
+            raise MantisError(f"mantis serve did not start: {stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    return found[0]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    import signal
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
