@@ -48,8 +48,8 @@ def cutouts_png(arrays: dict[str, np.ndarray], title: str = "") -> bytes:
             if plane is not None and valid is not None:
                 plane = np.where(np.asarray(valid[0, k], dtype=bool), plane, np.nan)
             panels.append((band.name, plane))
-    fig = Figure(figsize=(1.4 * len(panels), 1.8), layout="constrained")
-    axes = fig.subplots(1, len(panels))
+    fig = Figure(figsize=(4.8, 5.0), layout="constrained")
+    axes = fig.subplots(3, 3).ravel()  # GALEX and PS1 g on top, PS1 r-y, then unWISE
     for ax, (name, plane) in zip(axes, panels, strict=True):
         ax.set_xticks([])
         ax.set_yticks([])
