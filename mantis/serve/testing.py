@@ -55,21 +55,24 @@ def running_service(args: list[str]) -> Iterator[tuple[str, subprocess.Popen]]:
     with tempfile.TemporaryFile(mode="w+") as stderr:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
                                    env=env)  # fmt: skip
+        found: list[str] = []
+
+        def read() -> None:  # drains stdout until the process ends
+            for line in process.stdout:
+                if "listening on " in line and not found:
+                    found.append(line.split("listening on ", 1)[1].split()[0])
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         try:
-            yield _wait_for_url(process, stderr), process
+            yield _wait_for_url(process, stderr, found), process
         finally:
             _stop(process)
+            reader.join(timeout=30)
+            process.stdout.close()
 
 
-def _wait_for_url(process: subprocess.Popen, stderr) -> str:
-    found: list[str] = []
-
-    def read() -> None:
-        for line in process.stdout:
-            if "listening on " in line and not found:
-                found.append(line.split("listening on ", 1)[1].split()[0])
-
-    threading.Thread(target=read, daemon=True).start()
+def _wait_for_url(process: subprocess.Popen, stderr, found: list[str]) -> str:
     deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
     while not found:
         if process.poll() is not None or time.monotonic() > deadline:

@@ -119,4 +119,4 @@ def test_pasted_positions_run_as_a_job(service, browser):
     driver.find_element(By.ID, "positions").send_keys("150.1\n")
     driver.find_element(By.ID, "submit").click()
     _until(lambda: driver.find_element(By.ID, "error").text)
-    assert 'line 1 has 1 values' in driver.find_element(By.ID, "error").text
+    assert "line 1 has 1 values" in driver.find_element(By.ID, "error").text

@@ -46,9 +46,9 @@ def test_pyvo_cone_search_finds_predicted_objects_nearest_first(service):
     import pyvo
 
     url, _ = service
-    positions = [{"id": "near", "ra": 150.001, "dec": 2.0}, {"id": "centre", "ra": 150.0, "dec": 2.0},
-                 {"id": "edge", "ra": 150.0, "dec": 2.09}, {"id": "far", "ra": 150.0, "dec": 2.2},
-                 {"id": "wrap", "ra": 0.01, "dec": 0.0}]  # fmt: skip
+    places = {"near": (150.001, 2.0), "centre": (150.0, 2.0), "edge": (150.0, 2.09),
+              "far": (150.0, 2.2), "wrap": (0.01, 0.0)}  # fmt: skip
+    positions = [{"id": k, "ra": ra, "dec": dec} for k, (ra, dec) in places.items()]
     requests.post(f"{url}/v1/predict", json={"positions": positions}, timeout=60).raise_for_status()
     cone = pyvo.dal.SCSService(f"{url}/v1/cone")
     found = cone.search(pos=(150.0, 2.0), radius=0.1)

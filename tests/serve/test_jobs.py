@@ -24,8 +24,9 @@ def _wait(url, job_id, timeout=120):
 
 def _catalog(n=12):
     rng = np.random.default_rng(3)
-    return pd.DataFrame({"id": [f"obj{i}" for i in range(n)], "ra": rng.uniform(0, 360, n),
-                         "dec": rng.uniform(-60, 60, n), "mag": rng.uniform(17, 21, n)})  # fmt: skip
+    ids = [f"obj{i}" for i in range(n)]
+    return pd.DataFrame({"id": ids, "ra": rng.uniform(0, 360, n), "dec": rng.uniform(-60, 60, n),
+                         "mag": rng.uniform(17, 21, n)})  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["csv", "fits", "vot", "parquet"])
@@ -140,3 +141,55 @@ def test_oversized_upload_and_too_many_rows(tmp_path, make_app):
         assert requests.get(f"{url}/v1", timeout=30).status_code == 200
     assert list((state / "jobs").iterdir()) == []
     assert {p.name for p in state.iterdir()} == {"jobs", "scratch", "cone.sqlite"}
+
+
+class _CountingSource:
+    """The stand-in source, counting the rows it builds; fails once after ``fail_after`` rows."""
+
+    def __init__(self, fail_after=None):
+        from mantis.predict.testing import StandInSource
+
+        self.inner, self.rows, self.fail_after = StandInSource(), 0, fail_after
+
+    def arrays(self, chunk):
+        from mantis.exceptions import MantisError
+
+        if self.fail_after is not None and self.rows >= self.fail_after:
+            raise MantisError("the server went away")
+        self.rows += len(chunk)
+        return self.inner.arrays(chunk)
+
+
+def test_an_interrupted_job_resumes_where_it_stopped(tmp_path):
+    """A job left EXECUTING with some parts written is finished by the next store, not redone."""
+    import json
+
+    from mantis.exceptions import MantisError
+    from mantis.predict.testing import StandInPredictor
+    from mantis.serve import PredictionEngine
+    from mantis.serve._cone import ConeIndex
+    from mantis.serve._jobs import JobStore
+
+    cone = ConeIndex(tmp_path / "cone.sqlite")
+    dying = PredictionEngine(StandInPredictor(), _CountingSource(fail_after=6), batch_size=3)
+    first = JobStore(tmp_path / "jobs", dying, cone)  # its worker never starts: we run by hand
+    job_id, folder = first.new_folder()
+    first.submit(job_id, folder, _catalog(12), "c.csv")
+    first._update(job_id, phase="EXECUTING")
+    with pytest.raises(MantisError, match="went away"):
+        dying.predict_file(folder / "input.parquet", folder / "predictions.parquet")
+    assert first.state(job_id)["progress"]["rowsDone"] == 6
+
+    source = _CountingSource()
+    second = JobStore(tmp_path / "jobs", PredictionEngine(StandInPredictor(), source, 3), cone)
+    assert second.start() == [job_id]
+    deadline = time.monotonic() + 60
+    while second.state(job_id)["phase"] != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second.close()
+    assert second.state(job_id)["phase"] == "COMPLETED"
+    assert source.rows == 6  # only the rows no part held
+    result = pd.read_parquet(folder / "result.parquet")
+    assert result["id"].tolist() == _catalog(12)["id"].tolist() and result["valid"].all()
+    assert json.loads((folder / "job.json").read_text())["errorSummary"] is None
+    assert cone.count() == 12
