@@ -38,7 +38,7 @@ class Batcher:
         Most objects predicted in one merged batch.
     """
 
-    def __init__(self, engine: PredictionEngine, scratch: Path, max_objects: int = 2048) -> None:
+    def __init__(self, engine: PredictionEngine, scratch: Path, max_objects: int = 256) -> None:
         self.engine = engine
         self.scratch = scratch
         self.max_objects = max_objects

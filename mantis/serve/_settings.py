@@ -9,6 +9,8 @@ from pathlib import Path
 
 __all__ = ["RateLimiter", "ServeSettings"]
 
+_MAX_CLIENTS = 10_000
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -46,7 +48,7 @@ class ServeSettings:
     max_cone_rows: int = 10_000
     rate_per_s: float = 50.0
     burst: int = 100
-    batch_objects: int = 2048
+    batch_objects: int = 256
 
 
 class RateLimiter:
@@ -72,6 +74,9 @@ class RateLimiter:
             return 0.0
         now = time.monotonic()
         with self._lock:
+            if len(self._buckets) > _MAX_CLIENTS:  # forget idle clients: memory stays bounded
+                idle = now - self.burst / self.rate
+                self._buckets = {k: v for k, v in self._buckets.items() if v[1] > idle}
             tokens, last = self._buckets.get(client, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - last) * self.rate)
             if tokens >= 1.0:
