@@ -29,7 +29,7 @@ def test_read_catalog_reads_votable(tmp_path):
     assert cat["id"].tolist() == df["ID"].tolist()
     np.testing.assert_allclose(cat["mag"], df["mag"])
     (tmp_path / "broken.vot").write_text("<VOTABLE><RESOURCE>")
-    with pytest.raises(CatalogError, match="broken.vot"):
+    with pytest.raises(CatalogError, match=r"broken\.vot"):
         read_catalog(tmp_path / "broken.vot")
 
 

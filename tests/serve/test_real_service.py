@@ -113,14 +113,17 @@ def test_mantis_estimator_in_a_rail_stage(trained, sky_server, reference, tmp_pa
     tables_io.write({"photometry": columns}, str(tmp_path / "input.hdf5"))
     stage = MantisEstimator.make_stage(
         name="mantis_rail_test", checkpoint=str(checkpoint), endpoint=sky_server,
-        cache_dir=str(tmp_path / "cache"), chunk_size=5, output=str(tmp_path / "pz.hdf5"),
+        cache_dir=str(tmp_path / "cache"), chunk_size=4, output=str(tmp_path / "pz.hdf5"),
+        # (rail_base 2.0.11 cannot write point estimates of a one-row last chunk)
+        calculated_point_estimates=["zmean"],
     )  # fmt: skip
     handle = stage.estimate(TableHandle("input", path=str(tmp_path / "input.hdf5")))
     ensemble = qp.read(str(tmp_path / "pz.hdf5"))
-    assert handle.data.npdf == ensemble.npdf == 16  # four chunks of at most five rows
+    assert handle.data.npdf == ensemble.npdf == 16  # four chunks of four rows
     ids = [i.decode() if isinstance(i, bytes) else str(i) for i in ensemble.ancil["id"].ravel()]
     assert ids == objects["id"].tolist()
     np.testing.assert_allclose(ensemble.ancil["redshift"].ravel(), objects["z"])
     assert ensemble.ancil["mantis_valid"].ravel().tolist() == table["valid"].tolist()
     np.testing.assert_allclose(ensemble.pdf(zgrid.centres) * zgrid.width, probs, atol=2e-6)
-    np.testing.assert_allclose(ensemble.ancil["zmode"].ravel(), table["z_mode"], atol=zgrid.width)
+    # RAIL's own point estimate (mean of the qp histogram) agrees with mantis's z_mean
+    np.testing.assert_allclose(ensemble.ancil["zmean"].ravel(), table["z_mean"], atol=1e-5)
