@@ -168,6 +168,11 @@ def create_app(
         message, details = _validation_message(err)
         return JSONResponse({"error": message, "details": details}, 422)
 
+    @app.exception_handler(MantisError)
+    async def _failed(request: Request, err: MantisError) -> JSONResponse:
+        # e.g. the survey services could not be reached for a /v1/predict batch
+        return JSONResponse({"error": f"prediction failed: {err}"}, 502)
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, err: HTTPException) -> JSONResponse:
         message = err.detail if err.status_code != 404 else f"no such path {request.url.path!r}"

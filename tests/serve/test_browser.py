@@ -109,12 +109,15 @@ def test_pasted_positions_run_as_a_job(service, browser):
     url, _ = service
     driver, _ = browser
     driver.get(url)
-    driver.find_element(By.ID, "positions").send_keys("150.1 2.2\n150.2 2.3\n")
+    driver.find_element(By.ID, "positions").send_keys("a1 150.1 2.2\n<b>x</b> 150.2 2.3\n")
     driver.find_element(By.ID, "submit").click()
     _until(lambda: driver.find_element(By.ID, "phase").text in ("COMPLETED", "ERROR"))
     rows = _until(lambda: driver.find_elements(By.CSS_SELECTOR, "#results tbody tr"))
     ids = [r.find_element(By.TAG_NAME, "td").text for r in rows]
-    assert ids == ["J150.10000+02.20000", "J150.20000+02.30000"]
+    assert ids == ["a1", "<b>x</b>"]
+    rows[1].click()  # an id from a file is shown as text, never run as HTML
+    assert driver.find_element(By.ID, "detail-title").text.startswith("<b>x</b>: z = ")
+    assert driver.find_elements(By.CSS_SELECTOR, "#detail b") == []
     driver.find_element(By.ID, "positions").clear()
     driver.find_element(By.ID, "positions").send_keys("150.1\n")
     driver.find_element(By.ID, "submit").click()

@@ -89,3 +89,25 @@ def test_huge_radius_through_pyvo_is_a_service_error(service):
     url, _ = service
     with pytest.raises(DALServiceError, match="400"):
         pyvo.dal.SCSService(f"{url}/v1/cone").search(pos=(10.0, 5.0), radius=45)
+
+
+def test_cone_search_serves_a_catalogue_given_at_start(tmp_path):
+    import pandas as pd
+    import pyvo
+
+    from mantis.predict import predict_catalog
+    from mantis.predict.testing import StandInPredictor, StandInSource
+    from mantis.serve import PredictionEngine, ServeSettings, create_app
+    from mantis.serve.testing import serving_in_thread
+
+    pd.DataFrame({"id": ["p", "q"], "ra": [45.0, 45.5], "dec": [-10.0, -10.0]}).to_csv(
+        tmp_path / "c.csv", index=False
+    )
+    predict_catalog(tmp_path / "c.csv", tmp_path / "pz.parquet", predictor=StandInPredictor(),
+                    source=StandInSource(), progress=False)  # fmt: skip
+    engine = PredictionEngine(StandInPredictor(), StandInSource())
+    app = create_app(engine, ServeSettings(state_dir=tmp_path / "s"),
+                     cone_catalog=tmp_path / "pz.parquet")  # fmt: skip
+    with serving_in_thread(app) as url:
+        found = pyvo.dal.SCSService(f"{url}/v1/cone").search(pos=(45.0, -10.0), radius=0.1)
+    assert found.to_table()["id"].tolist() == ["p"]
