@@ -27,31 +27,6 @@ import numpy as np
 import pandas as pd
 import requests
 
-BUILD_OVERRIDES = {
-    "grids": {
-        "galex": {"pixel_scale": 1.5, "size": 16},
-        "ps1": {"pixel_scale": 0.25, "size": 64},
-        "unwise": {"pixel_scale": 2.75, "size": 8},
-        "early": {"pixel_scale": 1.0, "size": 16},
-    },
-    "split": {"nside": 4096, "fractions": {"train": 0.7, "val": 0.15, "test": 0.15}, "seed": 0},
-}
-
-
-def train(root: Path, sky: str) -> Path:
-    from mantis.config import load_config
-    from mantis.fetch import fetch_catalog
-    from mantis.models import train_model
-    from mantis.sky import Universe
-    from mantis.stack import build_dataset
-
-    spec = Universe.from_config("test", seed=0).spec_catalog().reset_index(drop=True)
-    fetch_catalog(spec, cache_dir=root / "train-cache", endpoint=sky, progress=False)
-    build_dataset(spec, root / "train-cache", root / "train.h5",
-                  {**load_config("build"), **BUILD_OVERRIDES}, progress=False)  # fmt: skip
-    return train_model("configs/train/smoke_early.yaml", root / "train.h5", root / "run",
-                       overrides={"trainer.max_epochs": 1})  # fmt: skip
-
 
 def catalogue(n: int) -> pd.DataFrame:
     """``n`` distinct positions around the `test` sky's galaxies (no id: named by position)."""
@@ -116,12 +91,14 @@ def main() -> int:
     args = parser.parse_args()
 
     from mantis.predict import predict_catalog
-    from mantis.serve.testing import running_service
+    from mantis.serve.testing import running_service, train_small_checkpoint
     from mantis.sky.testing import running_server
 
     with tempfile.TemporaryDirectory() as tmp, running_server(seed=0) as sky:
         root = Path(tmp)
-        checkpoint = Path(args.checkpoint) if args.checkpoint else train(root, sky)
+        checkpoint = (
+            Path(args.checkpoint) if args.checkpoint else train_small_checkpoint(root, sky)[1]
+        )
         cat = catalogue(args.objects)
         cat.to_csv(root / "cat.csv", index=False)
         cache = root / "cache"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import math
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from mantis.serve._batcher import Batcher
 from mantis.serve._cone import ConeIndex, cone_votable
 from mantis.serve._engine import PredictionEngine
 from mantis.serve._jobs import RESULT_FORMATS, JobStore
+from mantis.serve._run import is_loopback
 from mantis.serve._settings import RateLimiter, ServeSettings
 
 __all__ = ["create_app"]
@@ -96,13 +96,6 @@ def _validation_message(err: RequestValidationError) -> tuple[str, list[dict]]:
             message = f"{loc} = {json.dumps(value, default=str)[:80]}: {e['msg']}"
         details.append({"location": loc, "value": _finite(value), "message": message})
     return "; ".join(d["message"] for d in details[:5]), details
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def create_app(
@@ -212,7 +205,7 @@ def create_app(
             "zgrid": _grid(engine),
             "calibrated": engine.calibrated,
             "bind": host,
-            "loopback_only": _is_loopback(host),
+            "loopback_only": is_loopback(host),
             "limits": {
                 k: (str(v) if isinstance(v, Path) else v)
                 for k, v in settings.__dict__.items()

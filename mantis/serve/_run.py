@@ -7,7 +7,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["bind", "serve"]
+__all__ = ["bind", "is_loopback", "serve"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -20,7 +20,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (only this machine can connect)."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -48,7 +49,7 @@ def serve(
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    if _loopback(host):
+    if is_loopback(host):
         reach = "loopback only: other machines cannot connect"
     else:
         reach = "reachable from the network: put an authenticating proxy in front (README)"

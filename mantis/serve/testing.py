@@ -14,9 +14,54 @@ from typing import Any
 
 from mantis.exceptions import MantisError
 
-__all__ = ["SERVICE_START_TIMEOUT_S", "running_service", "serving_in_thread"]
+__all__ = [
+    "SERVICE_START_TIMEOUT_S",
+    "SMALL_BUILD",
+    "running_service",
+    "serving_in_thread",
+    "train_small_checkpoint",
+]
 
 SERVICE_START_TIMEOUT_S = 120.0
+# Small grids keep the build and the network fast (as in tests/predict/test_integration.py).
+SMALL_BUILD = {
+    "grids": {
+        "galex": {"pixel_scale": 1.5, "size": 16},
+        "ps1": {"pixel_scale": 0.25, "size": 64},
+        "unwise": {"pixel_scale": 2.75, "size": 8},
+        "early": {"pixel_scale": 1.0, "size": 16},
+    },
+    "split": {"nside": 4096, "fractions": {"train": 0.7, "val": 0.15, "test": 0.15}, "seed": 0},
+}
+
+
+def train_small_checkpoint(root: Any, endpoint: str) -> tuple[Any, Any]:
+    """Fetch the `test` sky's spec-z galaxies from ``endpoint``, build, train one epoch.
+
+    Returns
+    -------
+    tuple of (pandas.DataFrame, Path)
+        The spectroscopic catalogue and the checkpoint (smoke early-fusion model).
+    """
+    from pathlib import Path
+
+    from mantis.config import load_config
+    from mantis.fetch import fetch_catalog
+    from mantis.models import train_model
+    from mantis.sky import Universe
+    from mantis.stack import build_dataset
+
+    root = Path(root)
+    spec = Universe.from_config("test", seed=0).spec_catalog().reset_index(drop=True)
+    summary = fetch_catalog(spec, cache_dir=root / "train-cache", endpoint=endpoint,
+                            progress=False)  # fmt: skip
+    if not summary.ok:
+        raise MantisError(summary.format())
+    build_dataset(spec, root / "train-cache", root / "train.h5",
+                  {**load_config("build"), **SMALL_BUILD}, progress=False)  # fmt: skip
+    checkpoint = train_model("configs/train/smoke_early.yaml", root / "train.h5", root / "run",
+                             overrides={"trainer.max_epochs": 1})  # fmt: skip
+    return spec, checkpoint
 
 
 @contextlib.contextmanager
