@@ -42,6 +42,7 @@ CATALOG_EXTENSIONS: dict[str, str] = {
     ".fit": "fits",
     ".vot": "votable",
     ".votable": "votable",
+    ".xml": "votable",
     ".csv.gz": "csv",
     ".fits.gz": "fits",
     ".fit.gz": "fits",

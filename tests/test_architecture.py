@@ -27,6 +27,9 @@ MAY_IMPORT = {
     "priors": {"predict"},
     "pipeline": {"fetch", "stack", "models", "evaluate", "pipeline_report", "sky"},
     "pipeline_report": set(),
+    "serve": {"predict", "models", "stack", "fetch"},
+    "client": set(),
+    "rail": {"serve"},
 }
 STAGES = {"fetch", "stack", "data", "models", "evaluate", "predict", "priors"}
 # the one place outside the sky and the CLI that may use it: the pipeline puts the imitation
@@ -84,7 +87,8 @@ def test_imports_follow_the_rules(path):
         # nothing imports another subpackage's private modules
         if len(parts) > 2 and parts[2].startswith("_") and not parts[2].startswith("__"):
             problems.append(f"{where}: a private module of another package")
-        if target == "sky" and room not in SKY_USERS:
+        # test-support modules (``testing.py``) may put a simulated sky up for the tests
+        if target == "sky" and room not in SKY_USERS and path.name != "testing.py":
             problems.append(f"{where}: no stage imports the simulated sky")
         if room in FOUNDATIONS and target not in FOUNDATIONS:
             problems.append(f"{where}: a shared module imports a room")

@@ -28,6 +28,7 @@ VERBS: dict[str, str] = {
     "evaluate": "_evaluate",
     "predict": "_predict",
     "priors": "_priors",
+    "serve": "_serve",
     "pipeline": "_pipeline",
 }
 PASSTHROUGH_VERBS = {"train"}

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--allow-failed); rerunning predicts exactly those rows again."
         ),
     )
-    parser.add_argument("catalog", help="catalogue (CSV, parquet or FITS) with ra, dec[, id]")
+    parser.add_argument(
+        "catalog", help="catalogue (CSV, parquet, FITS or VOTable) with ra, dec[, id]"
+    )
     parser.add_argument("--checkpoint", required=True, help="trained model checkpoint (.ckpt)")
     parser.add_argument("--out", required=True, help="output file")
     add_calibration(parser)

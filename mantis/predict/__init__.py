@@ -10,15 +10,19 @@ from mantis.predict._readers import read_predictions as read_predictions
 from mantis.predict._sources import CutoutSource as CutoutSource
 from mantis.predict._summary import SUMMARY_COLUMNS as SUMMARY_COLUMNS
 from mantis.predict._summary import summarise_densities as summarise_densities
+from mantis.predict._writers import COLUMN_UCDS as COLUMN_UCDS
 from mantis.predict._writers import FORMATS as FORMATS
+from mantis.predict._writers import convert_predictions as convert_predictions
 
 __all__ = [
+    "COLUMN_UCDS",
     "FORMATS",
     "SUMMARY_COLUMNS",
     "CutoutSource",
     "LaunchedRank",
     "PredictSummary",
     "PredictionError",
+    "convert_predictions",
     "iter_predictions",
     "launcher_rank",
     "predict_catalog",

@@ -349,7 +349,7 @@ def predict_catalog(
         `mantis.config.cache_root`).
     endpoint : str, optional
         Base URL that replaces every survey service (e.g. ``mantis sky serve``).
-    fmt : {'parquet', 'fits', 'csv', 'qp'}, optional
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}, optional
         Output format; by default from the extension of ``out``.
     batch_size : int
         Rows per chunk: fetched, built, predicted and written together.

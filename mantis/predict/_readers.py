@@ -120,7 +120,25 @@ def _qp(path: Path, chunk_rows: int) -> tuple[ZGrid, Iterator[Chunk]]:
     return zgrid, chunks()
 
 
-_READERS = {"parquet": _parquet, "fits": _fits, "csv": _csv, "qp": _qp}
+def _votable(path: Path, chunk_rows: int) -> tuple[ZGrid, Iterator[Chunk]]:
+    from astropy.io.votable import parse_single_table
+
+    table = parse_single_table(str(path))
+    params = {p.name: p.value for p in table.params}
+    zgrid = ZGrid(float(params["ZMIN"]), float(params["ZMAX"]), int(params["NZBINS"]))
+    whole = table.to_table()
+
+    def chunks() -> Iterator[Chunk]:
+        for start in range(0, len(whole), chunk_rows):
+            part = whole[start : start + chunk_rows]
+            dense = np.asarray(part[DENSITY_COLUMN].filled(np.nan), dtype=np.float64)
+            names = [n for n in part.colnames if n != DENSITY_COLUMN]
+            yield part[names].to_pandas(), dense
+
+    return zgrid, chunks()
+
+
+_READERS = {"parquet": _parquet, "fits": _fits, "csv": _csv, "qp": _qp, "votable": _votable}
 
 
 def iter_predictions(

@@ -5,6 +5,9 @@
 * FITS: one binary table; the density is an ``n_z``-element float32 vector column (NaN for
   invalid rows); the grid is in the header (ZMIN, ZMAX, NZBINS).
 * CSV: the density is one column of space-separated values; the grid is in ``#`` lines on top.
+* VOTable: one TABLE (astropy.io.votable, binary serialisation) with units and UCDs; the
+  density is an ``n_z``-element float32 array column (NaN for invalid rows), the grid is in
+  PARAMs. Built in memory, so meant for catalogues that fit in it.
 * qp: a qp-prob ``hist`` ensemble (HDF5) of the valid rows, probability densities in 1/z, with
   ``id``, ``zmode``, ``zmean``, ``zmedian`` and ``z_std`` as ancillary columns for RAIL.
 """
@@ -23,23 +26,44 @@ from mantis.predict._parts import PredictionError
 from mantis.zgrid import ZGrid
 
 __all__ = [
+    "COLUMN_UCDS",
     "DENSITY_COLUMN",
     "FORMATS",
     "METADATA_KEY",
+    "convert_predictions",
     "format_from_path",
     "merge_parts",
     "output_metadata",
     "read_made_from",
 ]
 
-FORMATS: tuple[str, ...] = ("parquet", "fits", "csv", "qp")
+FORMATS: tuple[str, ...] = ("parquet", "fits", "csv", "qp", "votable")
 DENSITY_COLUMN = "density"
 METADATA_KEY = "mantis.predictions"
 MADE_FROM_KEY = "made_from"
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits",
-             ".csv": "csv", ".hdf5": "qp", ".h5": "qp"}  # fmt: skip
+             ".csv": "csv", ".hdf5": "qp", ".h5": "qp", ".vot": "votable",
+             ".votable": "votable", ".xml": "votable"}  # fmt: skip
 ROW_GROUP_ROWS = 4096
 _DROP = ("_row", "_fetch_galex", "_fetch_ps1", "_fetch_unwise")  # bookkeeping of the parts
+# (unit, UCD1+) of the columns a prediction file has, for VOTable readers such as TOPCAT
+COLUMN_UCDS: dict[str, tuple[str | None, str]] = {
+    "id": (None, "meta.id;meta.main"),
+    "ra": ("deg", "pos.eq.ra;meta.main"),
+    "dec": ("deg", "pos.eq.dec;meta.main"),
+    "z_mean": (None, "src.redshift.phot;stat.mean"),
+    "z_median": (None, "src.redshift.phot;stat.median"),
+    "z_mode": (None, "src.redshift.phot"),
+    "z_std": (None, "stat.stdev;src.redshift.phot"),
+    "z_lo68": (None, "stat.min;src.redshift.phot"),
+    "z_hi68": (None, "stat.max;src.redshift.phot"),
+    "z_lo95": (None, "stat.min;src.redshift.phot"),
+    "z_hi95": (None, "stat.max;src.redshift.phot"),
+    "odds": (None, "stat.probability"),
+    "valid": (None, "meta.code.qual"),
+    "flag": (None, "meta.note"),
+    "density": (None, "stat.probability;src.redshift.phot"),
+}
 
 
 def format_from_path(path: str | os.PathLike) -> str:
@@ -84,7 +108,7 @@ def _unified_schema(parts: list[Path]):
     # chunks of a CSV can infer different types for one column (int, then float with NaN)
     schema = pa.unify_schemas(schemas, promote_options="permissive")
     for name in _DROP:
-        if name in schema.names:
+        if name in schema.names:  # parts have it; a finished prediction file does not
             schema = schema.remove(schema.get_field_index(name))
     return schema
 
@@ -272,11 +296,47 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None
             h5.attrs[f"mantis.{MADE_FROM_KEY}"] = json.dumps(made_from, sort_keys=True)
 
 
+def _write_votable(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None) -> None:
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Info, Param
+    from astropy.table import Table, vstack
+
+    tables = []
+    for table in _tables(parts, schema):
+        dense = _density_matrix(table, zgrid)
+        t = Table.from_pandas(table.drop_columns([DENSITY_COLUMN]).to_pandas())
+        t[DENSITY_COLUMN] = dense
+        tables.append(t)
+    table = vstack(tables, metadata_conflicts="silent") if len(tables) > 1 else tables[0]
+    for name, (unit, _) in COLUMN_UCDS.items():
+        if unit and name in table.colnames:
+            table[name].unit = unit
+    votable = from_table(table)
+    resource_table = votable.get_first_table()
+    for field in resource_table.fields:
+        if field.name in COLUMN_UCDS:
+            field.ucd = COLUMN_UCDS[field.name][1]
+    for key, value, ucd in (("ZMIN", zgrid.z_min, "src.redshift;stat.min"),
+                            ("ZMAX", zgrid.z_max, "src.redshift;stat.max"),
+                            ("NZBINS", zgrid.n_bins, "meta.number")):  # fmt: skip
+        datatype = "int" if isinstance(value, int) else "double"
+        resource_table.params.append(
+            Param(votable, name=key, datatype=datatype, value=value, ucd=ucd)
+        )
+    resource_table.description = output_metadata(zgrid)["density"]
+    if made_from is not None:
+        resource_table.infos.append(
+            Info(name=MADE_FROM_KEY, value=json.dumps(made_from, sort_keys=True))
+        )
+    votable.to_xml(str(tmp), tabledata_format="binary")
+
+
 _WRITERS: dict[str, Callable] = {
     "parquet": _write_parquet,
     "fits": _write_fits,
     "csv": _write_csv,
     "qp": _write_qp,
+    "votable": _write_votable,
 }
 
 
@@ -295,7 +355,7 @@ def merge_parts(
         Part files sorted by catalogue row.
     out : path-like
         Final output path.
-    fmt : {'parquet', 'fits', 'csv', 'qp'}
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}
         Output format.
     zgrid : ZGrid
         Grid of the densities.
@@ -328,7 +388,7 @@ def read_made_from(path: str | os.PathLike, fmt: str) -> dict | None:
     ----------
     path : path-like
         An existing output file.
-    fmt : {'parquet', 'fits', 'csv', 'qp'}
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}
         Its format.
     """
     text = None
@@ -354,7 +414,38 @@ def read_made_from(path: str | os.PathLike, fmt: str) -> dict | None:
 
             with h5py.File(path, "r") as h5:
                 text = h5.attrs.get(f"mantis.{MADE_FROM_KEY}")
+        elif fmt == "votable":
+            from astropy.io.votable import parse
+
+            for info in parse(str(path)).get_first_table().infos:
+                text = info.value if info.name == MADE_FROM_KEY else text
         found = json.loads(text) if text else None
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
     return found if isinstance(found, dict) else None
+
+
+def convert_predictions(path: str | os.PathLike, out: str | os.PathLike, fmt: str) -> Path:
+    """Write a finished parquet prediction file in another format (the writers of `merge_parts`).
+
+    Parameters
+    ----------
+    path : path-like
+        A parquet file written by `mantis.predict.predict_catalog`.
+    out : path-like
+        Output file.
+    fmt : {'parquet', 'fits', 'csv', 'qp', 'votable'}
+        Output format.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    if METADATA_KEY.encode() not in meta:
+        raise PredictionError(f"{str(path)!r} is not a mantis prediction file (no grid metadata)")
+    zgrid = ZGrid.from_dict(json.loads(json.loads(meta[METADATA_KEY.encode()])["zgrid"]))
+    return merge_parts([Path(path)], out, fmt, zgrid)
