@@ -92,6 +92,8 @@ def test_imports_follow_the_rules(path):
             problems.append(f"{where}: no stage imports the simulated sky")
         if room in FOUNDATIONS and target not in FOUNDATIONS:
             problems.append(f"{where}: a shared module imports a room")
+        elif target == "sky" and path.name == "testing.py":
+            continue  # a test-support module may put the simulated sky up
         elif room in MAY_IMPORT and target not in FOUNDATIONS | MAY_IMPORT[room]:
             problems.append(f"{where}: {room} may import only {sorted(MAY_IMPORT[room])}")
     assert not problems, "\n".join(problems)
