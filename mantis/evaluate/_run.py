@@ -136,6 +136,7 @@ def evaluate_run(
         raise EvaluationError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if truth is not None and not Path(truth).is_file():
         raise EvaluationError(f"truth table {str(truth)!r} does not exist")
+    own_model = predictor is None  # the shift score needs the checkpoint's own network
     if predictor is None:
         from mantis.models import load_predictor
 
@@ -211,6 +212,10 @@ def evaluate_run(
         "baselines": {k: _flat(v) for k, v in results.items() if not k.startswith("network")},
         "results": results,
     }
+    if own_model:
+        from mantis.explain import shift_calibration
+
+        metrics["shift"] = shift_calibration(ckpt, dataset, split)
     from mantis.evaluate._report import write_json, write_report
 
     figures = _figures(out_dir, densities, z_spec, mag, zgrid, results) if plots else {}
@@ -224,12 +229,19 @@ def evaluate_run(
             f"recalibration fitted on {int(val_ok.sum())} validation objects.",
             "Errors are bootstrap standard deviations. Outlier rates: |Δ| > 0.15, |Δ| ≥ 0.05 "
             "and RAIL's |Δ| > max(0.06, 3σ_IQR). Definitions follow RAIL/qp (docs).",
+            *_shift_notes(metrics),
         ],
         calibration=calibration.to_dict(),
         figures=figures,
         sliced="network recalibrated",
     )
     return json.loads((out_dir / "metrics.json").read_text())
+
+
+def _shift_notes(metrics: dict[str, Any]) -> list[str]:
+    from mantis.explain import shift_note
+
+    return [shift_note(metrics["shift"])] if "shift" in metrics else []
 
 
 def _baselines(

@@ -6,7 +6,8 @@
   invalid rows); the grid is in the header (ZMIN, ZMAX, NZBINS).
 * CSV: the density is one column of space-separated values; the grid is in ``#`` lines on top.
 * qp: a qp-prob ``hist`` ensemble (HDF5) of the valid rows, probability densities in 1/z, with
-  ``id``, ``zmode``, ``zmean``, ``zmedian`` and ``z_std`` as ancillary columns for RAIL.
+  ``id``, ``zmode``, ``zmean``, ``zmedian``, ``z_std`` and the shift columns as ancillary
+  columns for RAIL.
 """
 
 from __future__ import annotations
@@ -216,6 +217,9 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid) -> None:
             "zmedian": table.column("z_median").to_numpy(),
             "z_std": table.column("z_std").to_numpy(),
         }
+        for name in ("shift_score", "shift_pvalue", "shifted"):  # mantis.explain.SHIFT_COLUMNS
+            if name in table.column_names:
+                ancil[name] = table.column(name).to_numpy(zero_copy_only=False)
         pdfs = zgrid.pdf_values(_density_matrix(table, zgrid).astype(np.float64))
         return qp.Ensemble(qp.hist, data={"bins": zgrid.edges, "pdfs": pdfs}, ancil=ancil)
 
