@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "show": "_show",
     "train": "_train",
     "evaluate": "_evaluate",
+    "explain": "_explain",
     "predict": "_predict",
     "priors": "_priors",
     "pipeline": "_pipeline",

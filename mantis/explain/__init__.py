@@ -7,6 +7,7 @@ checkpoint (`fit_shift_reference`).
 
 from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
 from mantis.explain._embed import collect_layers, embed_arrays
+from mantis.explain._run import ExplainError, explain_run, network_layers
 from mantis.explain._shift import (
     SHIFT_COLUMNS,
     SHIFT_METHODS,
@@ -21,17 +22,20 @@ from mantis.explain._shift import (
 )
 
 __all__ = [
+    "ExplainError",
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
     "ShiftReference",
     "ShiftScorer",
     "collect_layers",
     "embed_arrays",
+    "explain_run",
     "ensure_shift_reference",
     "fit_shift_reference",
     "hsic_unbiased",
     "linear_cka",
     "linear_cka_matrix",
+    "network_layers",
     "reference_path",
     "shift_calibration",
     "shift_note",

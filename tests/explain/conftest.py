@@ -14,7 +14,7 @@ def explain_h5(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def explain_run(tmp_path_factory, explain_h5):
+def explain_model(tmp_path_factory, explain_h5):
     """(dataset, best checkpoint) of a three-epoch early-fusion run."""
     from mantis.models import train_model
 

@@ -63,10 +63,10 @@ def test_reference_file_round_trips_without_pickle(tmp_path):
         ShiftReference.load(tmp_path / "bad.npz")
 
 
-def test_training_stores_a_reference_that_scores_shifted_inputs_higher(explain_run):
+def test_training_stores_a_reference_that_scores_shifted_inputs_higher(explain_model):
     from mantis.models import load_predictor
 
-    dataset, checkpoint = explain_run
+    dataset, checkpoint = explain_model
     path = reference_path(checkpoint)
     assert path.is_file()  # written by train_model
     predictor = load_predictor(checkpoint)
@@ -90,22 +90,22 @@ def test_training_stores_a_reference_that_scores_shifted_inputs_higher(explain_r
     np.testing.assert_array_equal(one[0], embed_arrays(predictor.module, arrays)[0])
 
 
-def test_shift_calibration_reports_the_flag_rate(explain_run):
-    dataset, checkpoint = explain_run
+def test_shift_calibration_reports_the_flag_rate(explain_model):
+    dataset, checkpoint = explain_model
     result = shift_calibration(checkpoint, dataset, "test")
     assert result["n"] == 24 and result["alpha"] == 0.01
     assert result["flag_rate"] == result["n_flagged"] / 24
     assert result["sigma"] == pytest.approx(np.sqrt(0.01 * 0.99 / 24))
 
 
-def test_a_reference_of_other_weights_is_refused(explain_run, tmp_path):
+def test_a_reference_of_other_weights_is_refused(explain_model, tmp_path):
     import shutil
 
     import torch
 
     from mantis.models import load_predictor
 
-    _, checkpoint = explain_run
+    _, checkpoint = explain_model
     copy = tmp_path / "best.ckpt"
     shutil.copy(checkpoint, copy)
     shutil.copy(reference_path(checkpoint), reference_path(copy))
