@@ -33,18 +33,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--compare", metavar="CKPT", help="the other fusion's checkpoint (CKA)")
     parser.add_argument(
-        "--shifted", action="append", type=_named_path, default=[], metavar="NAME=DATASET.h5",
+        "--shifted",
+        action="append",
+        type=_named_path,
+        default=[],
+        metavar="NAME=DATASET.h5",
         help="a dataset of shifted objects for the CKA layer profiles (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument("--max-objects", type=int, default=1000, help="objects (default 1000)")
     parser.add_argument(
         "--attribution-objects", type=int, default=96, help="objects attributed (default 96)"
     )
     parser.add_argument("--steps", type=int, default=32, help="integrated-gradient steps")
     parser.add_argument(
-        "--reference-only", action="store_true",
+        "--reference-only",
+        action="store_true",
         help="only (re)fit the shift-score reference beside the checkpoint",
-    )  # fmt: skip
+    )
     parser.set_defaults(func=run)
 
 
@@ -66,12 +71,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("--out DIR is required unless --reference-only is given")
     result = explain_run(
-        args.checkpoint, args.dataset, args.out, split=args.split, compare=args.compare,
-        shifted=dict(args.shifted), max_objects=args.max_objects,
-        attribution_objects=args.attribution_objects, n_steps=args.steps,
-    )  # fmt: skip
+        args.checkpoint,
+        args.dataset,
+        args.out,
+        split=args.split,
+        compare=args.compare,
+        shifted=dict(args.shifted),
+        max_objects=args.max_objects,
+        attribution_objects=args.attribution_objects,
+        n_steps=args.steps,
+    )
     used = [s for s, u in result["surveys_used"].items() if u]
-    print(f"{result['n_objects']} objects in {result['seconds']:.0f} s; surveys used: "
-          f"{', '.join(used) or 'none'}")  # fmt: skip
+    print(
+        f"{result['n_objects']} objects in {result['seconds']:.0f} s; surveys used: "
+        f"{', '.join(used) or 'none'}"
+    )
     print(f"report: {Path(args.out) / 'explain.html'}")
     return 0

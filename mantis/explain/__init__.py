@@ -22,15 +22,15 @@ from mantis.explain._shift import (
 )
 
 __all__ = [
-    "ExplainError",
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
+    "ExplainError",
     "ShiftReference",
     "ShiftScorer",
     "collect_layers",
     "embed_arrays",
-    "explain_run",
     "ensure_shift_reference",
+    "explain_run",
     "fit_shift_reference",
     "hsic_unbiased",
     "linear_cka",

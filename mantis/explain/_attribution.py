@@ -112,9 +112,12 @@ def attribute(
             extra += (torch.as_tensor(np.asarray(target_bins)[rows], dtype=torch.long),)
         baselines = tuple(torch.zeros_like(t) for t in inputs)
         attributions, delta = ig.attribute(
-            inputs, baselines=baselines, additional_forward_args=extra,
-            n_steps=n_steps, return_convergence_delta=True,
-        )  # fmt: skip
+            inputs,
+            baselines=baselines,
+            additional_forward_args=extra,
+            n_steps=n_steps,
+            return_convergence_delta=True,
+        )
         with torch.no_grad():
             outputs.append(wrapped(*inputs, *extra).numpy())
             base_outputs.append(wrapped(*baselines, *extra).numpy())

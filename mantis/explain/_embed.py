@@ -18,7 +18,7 @@ EMBED_BATCH = 32
 
 
 def penultimate_layer(module: Any) -> nn.Module:
-    """The layer whose output is the input of the last linear layer of the density head."""
+    """Return the layer whose output is the input of the last linear layer of the density head."""
     return module.net.head.net[1]
 
 
@@ -59,7 +59,7 @@ def _captured(layers: dict[str, nn.Module]) -> Iterator[dict[str, list[torch.Ten
 def collect_layers(
     module: Any, arrays: dict[str, np.ndarray], layers: dict[str, nn.Module]
 ) -> dict[str, np.ndarray]:
-    """Outputs of ``layers`` for every object of ``arrays``, spatially mean-pooled.
+    """Record the outputs of ``layers`` for every object of ``arrays``, mean-pooled.
 
     Parameters
     ----------

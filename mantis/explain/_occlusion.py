@@ -23,15 +23,13 @@ def channel_bands(spec: dict[str, Any]) -> dict[str, list[str]]:
     """Band name of each image channel of every group the network reads."""
     if spec["fusion"] == "early":
         return {"early": list(spec["bands"])}
-    return {
-        g: [b.name for b in bands_of(g) if b.name in spec["bands"]] for g in spec["surveys"]
-    }
+    return {g: [b.name for b in bands_of(g) if b.name in spec["bands"]] for g in spec["surveys"]}
 
 
 def withhold_bands(
     arrays: dict[str, np.ndarray], spec: dict[str, Any], bands: list[str]
 ) -> dict[str, np.ndarray]:
-    """A copy of ``arrays`` with the pixels and masks of ``bands`` zeroed in every group."""
+    """Return a copy of ``arrays`` with the pixels and masks of ``bands`` zeroed in every group."""
     out = dict(arrays)
     for group, names in channel_bands(spec).items():
         channels = [i for i, name in enumerate(names) if name in bands]
@@ -71,8 +69,12 @@ def _summary(delta: np.ndarray, crps: np.ndarray) -> dict[str, float]:
     if len(delta) == 0:
         return {"nmad": np.nan, "eta": np.nan, "crps": np.nan, "n": 0}
     nmad = 1.4826 * np.median(np.abs(delta - np.median(delta)))
-    return {"nmad": float(nmad), "eta": float(np.mean(np.abs(delta) > 0.15)),
-            "crps": float(np.mean(crps)), "n": int(len(delta))}  # fmt: skip
+    return {
+        "nmad": float(nmad),
+        "eta": float(np.mean(np.abs(delta) > 0.15)),
+        "crps": float(np.mean(crps)),
+        "n": len(delta),
+    }
 
 
 def occlusion_study(
@@ -114,8 +116,9 @@ def occlusion_study(
         for axis, cut in edges.items():
             index = np.clip(np.searchsorted(cut, values[axis], side="right") - 1, 0, n_slices - 1)
             index = np.where(np.isfinite(values[axis]), index, -1)
-            result[axis] = [_summary(s["delta"][index == i], s["crps"][index == i])
-                            for i in range(n_slices)]  # fmt: skip
+            result[axis] = [
+                _summary(s["delta"][index == i], s["crps"][index == i]) for i in range(n_slices)
+            ]
         return result
 
     def difference(after: dict, before: dict) -> dict:
@@ -124,16 +127,24 @@ def occlusion_study(
     baseline = measure(predictor.predict_arrays(arrays))
     present = set(spec["bands"])
     variants = {b: [b] for b in spec["bands"]}
-    variants |= {s: [b.name for b in bands_of(s) if b.name in present] for s in SURVEY_NAMES
-                 if any(b.name in present for b in bands_of(s))}  # fmt: skip
+    variants |= {
+        s: [b.name for b in bands_of(s) if b.name in present]
+        for s in SURVEY_NAMES
+        if any(b.name in present for b in bands_of(s))
+    }
     withheld = {}
     for name, bands in variants.items():
         after = measure(predictor.predict_arrays(withhold_bands(arrays, spec, bands)))
         withheld[name] = {
             "bands": bands,
             "all": difference(after["all"], baseline["all"]),
-            **{axis: [difference(a, b) for a, b in zip(after[axis], baseline[axis], strict=True)]
-               for axis in edges},
-        }  # fmt: skip
-    return {"baseline": baseline, "edges": {k: v.tolist() for k, v in edges.items()},
-            "withheld": withheld}  # fmt: skip
+            **{
+                axis: [difference(a, b) for a, b in zip(after[axis], baseline[axis], strict=True)]
+                for axis in edges
+            },
+        }
+    return {
+        "baseline": baseline,
+        "edges": {k: v.tolist() for k, v in edges.items()},
+        "withheld": withheld,
+    }

@@ -43,8 +43,9 @@ def plot_heatmap(
     annotate: bool = True,
 ) -> Path:
     """One heat map per ``(title, values, row_labels, column_labels)`` panel."""
-    fig, axes = _figure(1, len(panels), 4.2 * len(panels) + 1.0, 0.32 * max(
-        len(p[2]) for p in panels) + 2.0)  # fmt: skip
+    fig, axes = _figure(
+        1, len(panels), 4.2 * len(panels) + 1.0, 0.32 * max(len(p[2]) for p in panels) + 2.0
+    )
     for ax, (title, values, rows, cols) in zip(axes[0], panels, strict=True):
         values = np.asarray(values, dtype=float)
         finite = values[np.isfinite(values)]
@@ -57,8 +58,15 @@ def plot_heatmap(
         if annotate and values.size <= 400:
             for (i, j), v in np.ndenumerate(values):
                 if np.isfinite(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
-                            color="w" if abs(v) < 0.6 * vmax else "k")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=5.5,
+                        color="w" if abs(v) < 0.6 * vmax else "k",
+                    )
         fig.colorbar(image, ax=ax, shrink=0.8)
     return _save(fig, path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class ExplainError(MantisError):
 
 
 def network_layers(module: Any) -> dict[str, Any]:
-    """The blocks of every encoder, in depth order, then the head's hidden layer and logits."""
+    """Name the blocks of every encoder in depth order, then the head's hidden layer and logits."""
     net = module.net
     encoders = {"early": net.encoder} if hasattr(net, "encoder") else dict(net.encoders.items())
     layers = {}
@@ -62,8 +63,10 @@ def _rows(dataset: Path, split: str, limit: int) -> tuple[np.ndarray, np.ndarray
         z = np.asarray(f["catalog/z"][:], dtype=np.float64)
     rows = np.flatnonzero((labels == split.encode()) & np.isfinite(z))
     if len(rows) < 4:
-        raise ExplainError(f"the {split} split of {str(dataset)!r} has {len(rows)} objects with "
-                           "a redshift; explain needs at least 4")  # fmt: skip
+        raise ExplainError(
+            f"the {split} split of {str(dataset)!r} has {len(rows)} objects with "
+            "a redshift; explain needs at least 4"
+        )
     rows = rows[np.linspace(0, len(rows) - 1, min(limit, len(rows))).astype(int)]
     return np.unique(rows), z
 
@@ -77,22 +80,45 @@ def _occlusion_section(study: dict, out: Path) -> tuple[Section, dict[str, bool]
 
     base = study["baseline"]["all"]
     names = list(study["withheld"])
-    rows = [[name, ", ".join(v["bands"]), _fmt(v["all"]["d_nmad"]), _fmt(v["all"]["d_eta"], 3),
-             _fmt(v["all"]["d_crps"])] for name, v in study["withheld"].items()]  # fmt: skip
+    rows = [
+        [
+            name,
+            ", ".join(v["bands"]),
+            _fmt(v["all"]["d_nmad"]),
+            _fmt(v["all"]["d_eta"], 3),
+            _fmt(v["all"]["d_crps"]),
+        ]
+        for name, v in study["withheld"].items()
+    ]
     z_edges, m_edges = study["edges"]["z"], study["edges"]["mag"]
-    z_cols = [f"{a:.2f}-{b:.2f}" for a, b in zip(z_edges[:-1], z_edges[1:], strict=True)]
-    m_cols = [f"{a:.1f}-{b:.1f}" for a, b in zip(m_edges[:-1], m_edges[1:], strict=True)]
+    z_cols = [f"{a:.2f}-{b:.2f}" for a, b in pairwise(z_edges)]
+    m_cols = [f"{a:.1f}-{b:.1f}" for a, b in pairwise(m_edges)]
     panels = [
-        (f"ΔCRPS, withheld × z slice", [[s["d_crps"] for s in study["withheld"][n]["z"]]
-                                         for n in names], names, z_cols),
-        ("ΔNMAD, withheld × z slice", [[s["d_nmad"] for s in study["withheld"][n]["z"]]
-                                        for n in names], names, z_cols),
-        ("ΔCRPS, withheld × r slice", [[s["d_crps"] for s in study["withheld"][n]["mag"]]
-                                        for n in names], names, m_cols),
-    ]  # fmt: skip
+        (
+            "ΔCRPS, withheld × z slice",
+            [[s["d_crps"] for s in study["withheld"][n]["z"]] for n in names],
+            names,
+            z_cols,
+        ),
+        (
+            "ΔNMAD, withheld × z slice",
+            [[s["d_nmad"] for s in study["withheld"][n]["z"]] for n in names],
+            names,
+            z_cols,
+        ),
+        (
+            "ΔCRPS, withheld × r slice",
+            [[s["d_crps"] for s in study["withheld"][n]["mag"]] for n in names],
+            names,
+            m_cols,
+        ),
+    ]
     plot_heatmap(panels, out / "occlusion_heatmap.png", cmap="RdBu_r", symmetric=True)
-    used = {s: study["withheld"][s]["all"]["d_crps"] > USED_CRPS_INCREASE * base["crps"]
-            for s in SURVEY_NAMES if s in study["withheld"]}  # fmt: skip
+    used = {
+        s: study["withheld"][s]["all"]["d_crps"] > USED_CRPS_INCREASE * base["crps"]
+        for s in SURVEY_NAMES
+        if s in study["withheld"]
+    }
     verdict = "; ".join(
         f"{s}: {'used' if u else 'IGNORED'} (CRPS {_fmt(study['withheld'][s]['all']['d_crps'])})"
         for s, u in used.items()
@@ -106,10 +132,13 @@ def _occlusion_section(study: dict, out: Path) -> tuple[Section, dict[str, bool]
             "minus intact, so positive numbers mean the network needed what was taken away.",
             f"Surveys (used = CRPS rises by more than {USED_CRPS_INCREASE:.0%}): {verdict}.",
         ],
-        [("Withheld band or survey", ["withheld", "bands", "ΔNMAD", "Δη (>0.15)", "ΔCRPS"],
-          rows)],  # fmt: skip
-        [("ΔCRPS and ΔNMAD per withheld band/survey in redshift and r-magnitude slices",
-          "occlusion_heatmap.png")],  # fmt: skip
+        [("Withheld band or survey", ["withheld", "bands", "ΔNMAD", "Δη (>0.15)", "ΔCRPS"], rows)],
+        [
+            (
+                "ΔCRPS and ΔNMAD per withheld band/survey in redshift and r-magnitude slices",
+                "occlusion_heatmap.png",
+            )
+        ],
     )
     return section, used
 
@@ -118,8 +147,12 @@ def _binned_shares(values, shares, n_bins=5):
     edges = np.quantile(values[np.isfinite(values)], np.linspace(0, 1, n_bins + 1))
     index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
     centres = np.array([np.nanmedian(values[index == i]) for i in range(n_bins)])
-    return centres, {b: np.array([np.mean(s[index == i]) if np.any(index == i) else np.nan
-                                  for i in range(n_bins)]) for b, s in shares.items()}  # fmt: skip
+    return centres, {
+        b: np.array(
+            [np.mean(s[index == i]) if np.any(index == i) else np.nan for i in range(n_bins)]
+        )
+        for b, s in shares.items()
+    }
 
 
 def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out) -> tuple:
@@ -136,13 +169,22 @@ def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out)
     rel = np.abs(result["delta"]) / np.maximum(np.abs(change), 1e-12)
     bins = np.clip(module.zgrid.bin_index(z), 0, module.zgrid.n_bins - 1)
     n_bin = min(32, len(z))
-    true_bin = attribute(module, {k: v[:n_bin] for k, v in arrays.items()}, target="bin",
-                         target_bins=bins[:n_bin], n_steps=n_steps)  # fmt: skip
+    true_bin = attribute(
+        module,
+        {k: v[:n_bin] for k, v in arrays.items()},
+        target="bin",
+        target_bins=bins[:n_bin],
+        n_steps=n_steps,
+    )
     bin_bands = np.abs(np.stack(list(band_attributions(true_bin["maps"], spec).values()), 1))
     bin_shares = bin_bands / np.maximum(bin_bands.sum(axis=1, keepdims=True), 1e-30)
-    plot_shares([("spectroscopic z", *_binned_shares(z, shares)),
-                 ("r aperture magnitude", *_binned_shares(mag, shares))],
-                out / "attribution_share.png")  # fmt: skip
+    plot_shares(
+        [
+            ("spectroscopic z", *_binned_shares(z, shares)),
+            ("r aperture magnitude", *_binned_shares(mag, shares)),
+        ],
+        out / "attribution_share.png",
+    )
     examples = []
     groups = channel_bands(spec)
     for i in np.linspace(0, len(z) - 1, min(n_examples, len(z))).astype(int):
@@ -153,10 +195,14 @@ def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out)
                 maps[name] = a[c] + a[len(names) + c]
         examples.append((f"z={z[i]:.2f} r={mag[i]:.1f}", maps))
     plot_attribution_examples(examples, out / "attribution_examples.png")
-    survey_share = {s: float(sum(np.mean(shares[b.name]) for b in bands_of(s) if b.name in shares))
-                    for s in SURVEY_NAMES}  # fmt: skip
-    rows = [[b, f"{np.mean(shares[b]):.3f}", f"{np.mean(bin_shares[:, i]):.3f}"]
-            for i, b in enumerate(per_band)]  # fmt: skip
+    survey_share = {
+        s: float(sum(np.mean(shares[b.name]) for b in bands_of(s) if b.name in shares))
+        for s in SURVEY_NAMES
+    }
+    rows = [
+        [b, f"{np.mean(shares[b]):.3f}", f"{np.mean(bin_shares[:, i]):.3f}"]
+        for i, b in enumerate(per_band)
+    ]
     section = Section(
         "Attributions: integrated gradients",
         [
@@ -167,19 +213,26 @@ def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out)
             "share is |attribution| over the sum of |attribution| of all bands.",
             f"Completeness: median |Σ attributions − (f(x) − f(baseline))| / |f(x) − "
             f"f(baseline)| = {np.median(rel):.4f} (90th percentile {np.quantile(rel, 0.9):.4f}).",
-            "Share per survey (E[z]): " + ", ".join(f"{s} {v:.2f}" for s, v in
-                                                     survey_share.items()) + ".",  # fmt: skip
+            "Share per survey (E[z]): "
+            + ", ".join(f"{s} {v:.2f}" for s, v in survey_share.items())
+            + ".",
         ],
         [("Mean attribution share per band", ["band", "E[z]", "p(true bin)"], rows)],
-        [("Attribution share per band against redshift and magnitude", "attribution_share.png"),
-         ("Example attribution maps (E[z]; red raises the mean redshift)",
-          "attribution_examples.png")],  # fmt: skip
+        [
+            ("Attribution share per band against redshift and magnitude", "attribution_share.png"),
+            (
+                "Example attribution maps (E[z]; red raises the mean redshift)",
+                "attribution_examples.png",
+            ),
+        ],
     )
-    summary = {"shares": {b: float(np.mean(s)) for b, s in shares.items()},
-               "true_bin_shares": {b: float(np.mean(bin_shares[:, i]))
-                                   for i, b in enumerate(per_band)},
-               "survey_shares": survey_share, "completeness_median": float(np.median(rel))}
-    return section, summary  # fmt: skip
+    summary = {
+        "shares": {b: float(np.mean(s)) for b, s in shares.items()},
+        "true_bin_shares": {b: float(np.mean(bin_shares[:, i])) for i, b in enumerate(per_band)},
+        "survey_shares": survey_share,
+        "completeness_median": float(np.median(rel)),
+    }
+    return section, summary
 
 
 def _layer_features(module, arrays) -> tuple[list[str], list[np.ndarray]]:
@@ -208,7 +261,8 @@ def _cka_section(module, arrays, compare, dataset, rows, shifted, out) -> tuple:
 
         other = load_predictor(compare)
         other_arrays = read_rows(dataset, other.module.groups, rows) | {
-            "catalog/ebv": arrays["catalog/ebv"]}  # fmt: skip
+            "catalog/ebv": arrays["catalog/ebv"]
+        }
         other_names, other_feats = _layer_features(other.module, other_arrays)
         cross = linear_cka_matrix(feats, other_feats)
         panels.append((f"CKA: this network × {Path(compare).name}", cross, names, other_names))
@@ -226,12 +280,20 @@ def _cka_section(module, arrays, compare, dataset, rows, shifted, out) -> tuple:
             s_matrix = linear_cka_matrix(s_feats)
             curves[name] = _adjacent(s_matrix)
             to_last[name] = s_matrix[:, names.index("head.hidden")]
-        labels = [f"{a}→{b}" for a, b in zip(names[:-1], names[1:], strict=True)]
-        plot_profiles([("CKA of adjacent layers", labels, curves),
-                       ("CKA of each layer with the penultimate layer", names, to_last)],
-                      out / "cka_shift_profiles.png")  # fmt: skip
-        figures.append(("CKA layer profiles, in-distribution against each shifted set",
-                        "cka_shift_profiles.png"))  # fmt: skip
+        labels = [f"{a}→{b}" for a, b in pairwise(names)]
+        plot_profiles(
+            [
+                ("CKA of adjacent layers", labels, curves),
+                ("CKA of each layer with the penultimate layer", names, to_last),
+            ],
+            out / "cka_shift_profiles.png",
+        )
+        figures.append(
+            (
+                "CKA layer profiles, in-distribution against each shifted set",
+                "cka_shift_profiles.png",
+            )
+        )
         means = {k: float(np.nanmean(v)) for k, v in curves.items()}
         summary["shift_profiles"] = {k: v.tolist() for k, v in curves.items()}
         summary["shift_to_penultimate"] = {k: v.tolist() for k, v in to_last.items()}
@@ -287,8 +349,11 @@ def explain_run(
 
     shifted = dict(shifted or {})
     dataset, out = Path(dataset), Path(out_dir)
-    counts = {"max_objects": max_objects, "attribution_objects": attribution_objects,
-              "n_steps": n_steps}  # fmt: skip
+    counts = {
+        "max_objects": max_objects,
+        "attribution_objects": attribution_objects,
+        "n_steps": n_steps,
+    }
     _check(checkpoint, dataset, split, compare, shifted, counts)
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -300,12 +365,14 @@ def explain_run(
     with h5py.File(dataset, "r") as f:
         early_bands = [str(b) for b in f.attrs["bands"]]
     mag = aperture_mag(arrays["early/image"], early_bands)
-    model_arrays = {k: v for k, v in arrays.items()
-                    if k.split("/")[0] in module.groups or k == "catalog/ebv"}  # fmt: skip
+    model_arrays = {
+        k: v for k, v in arrays.items() if k.split("/")[0] in module.groups or k == "catalog/ebv"
+    }
     study = occlusion_study(predictor, model_arrays, z, mag)
     occ_section, used = _occlusion_section(study, out)
-    pick = np.unique(np.linspace(0, len(rows) - 1, min(int(attribution_objects), len(rows)))
-                     .astype(int))  # fmt: skip
+    pick = np.unique(
+        np.linspace(0, len(rows) - 1, min(int(attribution_objects), len(rows))).astype(int)
+    )
     sub = {k: v[pick] for k, v in model_arrays.items()}
     att_section, attributions = _attribution_section(
         module, spec, sub, z[pick], mag[pick], int(n_steps), int(n_examples), out
@@ -313,15 +380,28 @@ def explain_run(
     cka_section, cka = _cka_section(module, model_arrays, compare, dataset, rows, shifted, out)
     seconds = time.perf_counter() - start
     title = f"mantis explain: {Path(checkpoint).name} on {dataset.name} ({split})"
-    intro = Section("Summary", [
-        f"{len(rows)} {split} objects ({spec['fusion']} fusion, network {module.hparams['net']}); "
-        f"surveys used: {', '.join(s for s, u in used.items() if u) or 'none'}; ignored: "
-        f"{', '.join(s for s, u in used.items() if not u) or 'none'}. Written in {seconds:.0f} s.",
-    ])  # fmt: skip
+    intro = Section(
+        "Summary",
+        [
+            f"{len(rows)} {split} objects ({spec['fusion']} fusion, network "
+            f"{module.hparams['net']}); surveys used: "
+            f"{', '.join(s for s, u in used.items() if u) or 'none'}; ignored: "
+            f"{', '.join(s for s, u in used.items() if not u) or 'none'}. "
+            f"Written in {seconds:.0f} s.",
+        ],
+    )
     write_document(out, title, [intro, occ_section, att_section, cka_section])
-    result = {"checkpoint": str(checkpoint), "dataset": str(dataset), "split": split,
-              "n_objects": int(len(rows)), "seconds": round(seconds, 1), "surveys_used": used,
-              "occlusion": study, "attributions": attributions, "cka": cka}  # fmt: skip
+    result = {
+        "checkpoint": str(checkpoint),
+        "dataset": str(dataset),
+        "split": split,
+        "n_objects": len(rows),
+        "seconds": round(seconds, 1),
+        "surveys_used": used,
+        "occlusion": study,
+        "attributions": attributions,
+        "cka": cka,
+    }
     tmp = out / ".explain.json.tmp"
     tmp.write_text(json.dumps(result, indent=1, default=float))
     tmp.replace(out / "explain.json")

@@ -159,8 +159,14 @@ class ShiftReference:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         arrays = {f"val_{m}": v for m, v in self.val_scores.items()}
         meta = json.dumps({**self.meta, "format_version": _FORMAT_VERSION}, sort_keys=True)
-        np.savez(tmp, reference=self.reference, mean=self.mean, precision=self.precision,
-                 meta=np.array(meta), **arrays)  # fmt: skip
+        np.savez(
+            tmp,
+            reference=self.reference,
+            mean=self.mean,
+            precision=self.precision,
+            meta=np.array(meta),
+            **arrays,
+        )
         tmp.replace(path)
         return path
 
@@ -248,16 +254,14 @@ def fit_shift_reference(
         embed_rows(module, dataset, val_rows),
         k=int(settings["k"]),
         method=settings["method"],
-        n_train=int(len(train_rows)),
+        n_train=len(train_rows),
         fingerprint=weights_fingerprint(module),
         layer="net.head.net.1",
     )
     return reference.save(reference_path(checkpoint))
 
 
-def ensure_shift_reference(
-    checkpoint: str | os.PathLike, dataset: str | os.PathLike
-) -> Path:
+def ensure_shift_reference(checkpoint: str | os.PathLike, dataset: str | os.PathLike) -> Path:
     """Return the checkpoint's shift reference, fitting it first if it is missing or stale."""
     from mantis.models import load_predictor
 
@@ -289,7 +293,7 @@ class ShiftScorer:
 
     @classmethod
     def for_checkpoint(cls, checkpoint: str | os.PathLike | None, predictor: Any) -> ShiftScorer:
-        """The scorer of ``checkpoint`` (its ``.shift.npz``) for ``predictor``'s network."""
+        """Build the scorer of ``checkpoint`` (its ``.shift.npz``) for ``predictor``'s network."""
         settings = _settings()
         path = None if checkpoint is None else reference_path(checkpoint)
         module = getattr(predictor, "module", None)
@@ -308,8 +312,11 @@ class ShiftScorer:
         """``shift_score``, ``shift_pvalue`` (float) and ``shifted`` (bool) for ``n_rows``."""
         if self.reference is None or not n_rows:
             nan = np.full(n_rows, np.nan)
-            return {"shift_score": nan, "shift_pvalue": nan.copy(),
-                    "shifted": np.zeros(n_rows, dtype=bool)}  # fmt: skip
+            return {
+                "shift_score": nan,
+                "shift_pvalue": nan.copy(),
+                "shifted": np.zeros(n_rows, dtype=bool),
+            }
         from mantis.explain._embed import embed_arrays
 
         scores = self.reference.score(embed_arrays(self.module, arrays))
@@ -340,7 +347,7 @@ def shift_calibration(
     module = load_predictor(checkpoint).module
     scores = reference.score(embed_rows(module, dataset, _split_rows(dataset, split)))
     pvalues = reference.pvalue(scores)
-    alpha, n = float(settings["alpha"]), int(len(pvalues))
+    alpha, n = float(settings["alpha"]), len(pvalues)
     sigma = float(np.sqrt(alpha * (1.0 - alpha) / max(n, 1)))
     rate = float(np.mean(pvalues < alpha)) if n else float("nan")
     return {

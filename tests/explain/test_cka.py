@@ -40,8 +40,7 @@ def test_cka_is_not_invariant_to_an_arbitrary_linear_map():
 
 def test_independent_random_features_give_cka_near_zero():
     rng = np.random.default_rng(6)
-    values = [linear_cka(rng.normal(size=(400, 50)), rng.normal(size=(400, 30)))
-              for _ in range(5)]  # fmt: skip
+    values = [linear_cka(rng.normal(size=(400, 50)), rng.normal(size=(400, 30))) for _ in range(5)]
     # the biased estimator gives about sqrt(50 * 30) / 400 ~ 0.1 here; the debiased one ~ 0
     assert abs(np.mean(values)) < 0.01
     assert max(abs(v) for v in values) < 0.03

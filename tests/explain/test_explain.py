@@ -46,9 +46,11 @@ def random_module(explain_model):
     arrays = read_rows(dataset, ["early"], np.arange(64))
     module.train()
     with torch.no_grad():
-        module({"early": torch.as_tensor(arrays["early/image"])},
-               {"early": torch.as_tensor(arrays["early/valid"])},
-               torch.as_tensor(arrays["catalog/ebv"]).float().view(-1, 1))  # fmt: skip
+        module(
+            {"early": torch.as_tensor(arrays["early/image"])},
+            {"early": torch.as_tensor(arrays["early/valid"])},
+            torch.as_tensor(arrays["catalog/ebv"]).float().view(-1, 1),
+        )
     return module.eval()
 
 
@@ -73,8 +75,9 @@ def test_integrated_gradients_are_complete(random_module, loaded, target):
     per_band = band_attributions(result["maps"], random_module.spec)
     np.testing.assert_allclose(sum(per_band.values()), total, rtol=1e-5, atol=1e-7)
     # f(x) is the network's own E[z] (or bin probability) of the intact input
-    expected = probs @ random_module.zgrid.centres if target == "mean" else probs[
-        np.arange(12), bins]  # fmt: skip
+    expected = (
+        probs @ random_module.zgrid.centres if target == "mean" else probs[np.arange(12), bins]
+    )
     np.testing.assert_allclose(result["output"], expected, rtol=2e-4, atol=1e-6)
 
 
@@ -95,8 +98,15 @@ def test_withholding_a_band_zeroes_its_pixels_and_mask_only(loaded):
 def test_explain_writes_a_report_with_the_numbers_behind_it(explain_model, tmp_path):
     dataset, checkpoint = explain_model
     out = tmp_path / "explain"
-    result = explain_run(checkpoint, dataset, out, split="val", attribution_objects=8, n_steps=8,
-                         shifted={"same": dataset})  # fmt: skip
+    result = explain_run(
+        checkpoint,
+        dataset,
+        out,
+        split="val",
+        attribution_objects=8,
+        n_steps=8,
+        shifted={"same": dataset},
+    )
     saved = json.loads((out / "explain.json").read_text())
     assert saved["n_objects"] == result["n_objects"] == 24
     withheld = saved["occlusion"]["withheld"]
@@ -104,7 +114,8 @@ def test_explain_writes_a_report_with_the_numbers_behind_it(explain_model, tmp_p
     assert withheld["ps1"]["bands"] == ["g", "r", "i", "z", "y"]
     for entry in withheld.values():
         assert entry["all"]["d_crps"] == pytest.approx(
-            entry["all"]["crps"] - saved["occlusion"]["baseline"]["all"]["crps"])
+            entry["all"]["crps"] - saved["occlusion"]["baseline"]["all"]["crps"]
+        )
     shares = saved["attributions"]["shares"]
     assert sum(shares.values()) == pytest.approx(1.0)
     within = np.array(saved["cka"]["within"])
@@ -114,8 +125,13 @@ def test_explain_writes_a_report_with_the_numbers_behind_it(explain_model, tmp_p
     assert len(profiles["same"]) == len(profiles["in-distribution"]) == len(within) - 1
     text = (out / "explain.md").read_text()
     assert "surveys used" in text and "Completeness" in text
-    for name in ("occlusion_heatmap.png", "attribution_share.png", "attribution_examples.png",
-                 "cka_layers.png", "cka_shift_profiles.png"):  # fmt: skip
+    for name in (
+        "occlusion_heatmap.png",
+        "attribution_share.png",
+        "attribution_examples.png",
+        "cka_layers.png",
+        "cka_shift_profiles.png",
+    ):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<img src='cka_layers.png'" in (out / "explain.html").read_text()
 
@@ -124,8 +140,16 @@ def test_cli_names_a_missing_dataset(explain_model, tmp_path, capsys):
     from mantis.cli import main
 
     _, checkpoint = explain_model
-    code = main(["explain", str(checkpoint), "--dataset", str(tmp_path / "no.h5"), "--out",
-                 str(tmp_path / "x")])  # fmt: skip
+    code = main(
+        [
+            "explain",
+            str(checkpoint),
+            "--dataset",
+            str(tmp_path / "no.h5"),
+            "--out",
+            str(tmp_path / "x"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no.h5" in err[0]
