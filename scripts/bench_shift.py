@@ -123,6 +123,9 @@ def main() -> None:
     parser.add_argument("--run", default="runs/shift", help="pipeline run folder")
     parser.add_argument("--work", default="bench/shift", help="scratch folder")
     parser.add_argument("--explain", action="store_true", help="also run mantis explain")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="only serve, fetch and build the sets"
+    )
     args = parser.parse_args()
 
     from sklearn.metrics import roc_auc_score
@@ -137,8 +140,14 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ckpt = run / "early" / "checkpoints" / "best.ckpt"
     data = run / "dataset.h5"
+    if not (run / "early" / "finished.json").is_file():
+        from mantis.pipeline import run_pipeline
+
+        print(f"{run} has no finished early-fusion run: running configs/bench_shift.yaml")
+        run_pipeline(ROOT / "configs" / "bench_shift.yaml")
     t0 = time.perf_counter()
-    ensure_shift_reference(ckpt, data)
+    if not args.prepare_only:
+        ensure_shift_reference(ckpt, data)
     with h5py.File(data, "r") as f:
         split = np.asarray(f["catalog/split"][:]).astype(str)
         catalog = pd.DataFrame(
@@ -187,6 +196,8 @@ def main() -> None:
     test_path = work / "test.parquet"
     test.to_parquet(test_path, index=False)
     print(f"sets ready after {time.perf_counter() - t0:.0f} s")
+    if args.prepare_only:
+        return
 
     predictions = {
         "in-distribution test": _predict("test", test_path, H5Source(str(data)), ckpt, work)

@@ -136,7 +136,6 @@ def evaluate_run(
         raise EvaluationError(f"split must be 'train', 'val' or 'test', got {split!r}")
     if truth is not None and not Path(truth).is_file():
         raise EvaluationError(f"truth table {str(truth)!r} does not exist")
-    own_model = predictor is None  # the shift score needs the checkpoint's own network
     if predictor is None:
         from mantis.models import load_predictor
 
@@ -212,7 +211,7 @@ def evaluate_run(
         "baselines": {k: _flat(v) for k, v in results.items() if not k.startswith("network")},
         "results": results,
     }
-    if own_model:
+    if getattr(predictor, "module", None) is not None:  # a network, not a stand-in
         from mantis.explain import shift_calibration
 
         metrics["shift"] = shift_calibration(ckpt, dataset, split)

@@ -212,7 +212,7 @@ def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out)
             "missing' (all zeros). A band's attribution sums its data and mask channels; its "
             "share is |attribution| over the sum of |attribution| of all bands.",
             f"Completeness: median |Σ attributions − (f(x) − f(baseline))| / |f(x) − "
-            f"f(baseline)| = {np.median(rel):.4f} (90th percentile {np.quantile(rel, 0.9):.4f}).",
+            f"f(baseline)| = {np.median(rel):.1e} (90th percentile {np.quantile(rel, 0.9):.1e}).",
             "Share per survey (E[z]): "
             + ", ".join(f"{s} {v:.2f}" for s, v in survey_share.items())
             + ".",

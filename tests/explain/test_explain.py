@@ -154,3 +154,26 @@ def test_cli_names_a_missing_dataset(explain_model, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no.h5" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_late_fusion_is_explained_per_survey_encoder_and_compared_with_early(
+    explain_model, tmp_path
+):
+    from mantis.models import train_model
+
+    dataset, early = explain_model
+    late = train_model(
+        "configs/train/smoke_late.yaml",
+        dataset,
+        tmp_path / "late",
+        overrides={"trainer.max_epochs": 1, "trainer.enable_progress_bar": False},
+    )
+    result = explain_run(late, dataset, tmp_path / "explain", split="val", compare=early,
+                         attribution_objects=8, n_steps=8)  # fmt: skip
+    layers = result["cka"]["layers"]
+    assert {name.split(".")[0] for name in layers} == {"galex", "ps1", "unwise", "head"}
+    assert set(result["attributions"]["shares"]) == {
+        "FUV", "NUV", "g", "r", "i", "z", "y", "W1", "W2"}  # fmt: skip
+    cross = np.array(result["cka"]["compare"]["cka"])
+    assert cross.shape == (len(layers), len(result["cka"]["compare"]["layers"]))
+    assert np.all(np.abs(cross[np.isfinite(cross)]) <= 1.0 + 1e-9)

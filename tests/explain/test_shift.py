@@ -120,3 +120,18 @@ def test_a_reference_of_other_weights_is_refused(explain_model, tmp_path):
         False,
         False,
     ]
+
+
+def test_evaluate_reports_the_shift_calibration(explain_model, tmp_path):
+    from mantis.evaluate import evaluate_run
+    from mantis.exceptions import MantisWarning
+
+    dataset, checkpoint = explain_model
+    with pytest.warns(MantisWarning, match="fewer than the 40"):
+        metrics = evaluate_run(checkpoint, dataset, tmp_path / "eval", n_boot=0,
+                               baselines=False, plots=False, progress=False)  # fmt: skip
+    assert metrics["shift"] == shift_calibration(checkpoint, dataset, "test")
+    assert (
+        f"{metrics['shift']['n_flagged']} of 24 test objects flagged"
+        in (tmp_path / "eval" / "report.md").read_text()
+    )
