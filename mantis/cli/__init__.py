@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "train": "_train",
     "calibrate": "_calibrate",
     "evaluate": "_evaluate",
+    "explain": "_explain",
     "predict": "_predict",
     "priors": "_priors",
     "serve": "_serve",

@@ -171,6 +171,10 @@ def evaluate_run(
         "baselines": {k: _flat(v) for k, v in results.items() if not k.startswith("network")},
         "results": results,
     }
+    if getattr(predictor, "module", None) is not None:  # a network, not a stand-in
+        from mantis.explain import shift_calibration
+
+        metrics["shift"] = shift_calibration(ckpt, dataset, split)
     from mantis.evaluate._report import write_json, write_report
 
     figures = _figures(out_dir, densities, z_spec, mag, zgrid, results) if plots else {}
@@ -185,12 +189,19 @@ def evaluate_run(
             + (f" from {calibration_source}." if calibration_source else " (none fitted)."),
             "Errors are bootstrap standard deviations. Outlier rates: |Δ| > 0.15, |Δ| ≥ 0.05 "
             "and RAIL's |Δ| > max(0.06, 3σ_IQR). Definitions follow RAIL/qp (docs).",
+            *_shift_notes(metrics),
         ],
         calibration=calibration_obj.to_dict(),
         figures=figures,
         sliced="network recalibrated",
     )
     return json.loads((out_dir / "metrics.json").read_text())
+
+
+def _shift_notes(metrics: dict[str, Any]) -> list[str]:
+    from mantis.explain import shift_note
+
+    return [shift_note(metrics["shift"])] if "shift" in metrics else []
 
 
 def _baselines(

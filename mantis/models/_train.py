@@ -164,6 +164,9 @@ def train_model(
     if trainer.interrupted or not trainer.state.finished:
         raise ConfigError(f"training in {str(run_dir)!r} did not finish; rerun to resume")
     best = Path(trainer.checkpoint_callback.best_model_path or last).resolve()
+    from mantis.explain import ensure_shift_reference
+
+    ensure_shift_reference(best, dataset_path)  # embeddings for the per-object shift score
     tmp = finished.with_name(FINISHED + ".tmp")
     tmp.write_text(json.dumps({"best": str(best), "epochs": trainer.current_epoch}))
     tmp.replace(finished)

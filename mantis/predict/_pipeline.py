@@ -190,7 +190,7 @@ def _part_table(run, valid, reasons, probs, flags, calibrated: bool, zgrid):
             column[valid] = summary[name]
         table[name] = column
     for name, flag in flags.items():
-        column = np.zeros(n, dtype=bool)
+        column = np.zeros(n, dtype=bool) if flag.dtype == bool else np.full(n, np.nan)
         column[valid] = flag
         table[name] = column
     table["calibrated"] = valid & calibrated
@@ -205,6 +205,9 @@ def _part_table(run, valid, reasons, probs, flags, calibrated: bool, zgrid):
 def _predict_shard(job: _Job, rank: int, world: int) -> None:
     predictor = _load_predictor(job)
     calibration = _calibrator(predictor, job.calibration)
+    from mantis.explain import ShiftScorer
+
+    shift = ShiftScorer.for_checkpoint(job.checkpoint, predictor)
     store = PartStore(job.out)
     done = store.done()
     todo = _rows_to_do(count_rows(job.catalog), job.chunk_rows, rank, world, done)
@@ -226,6 +229,7 @@ def _predict_shard(job: _Job, rank: int, world: int) -> None:
                 if calibration is not None:
                     probs = calibration.apply(probs)
                 flags = coverage_flags(arrays, n_valid)
+            flags |= shift.columns(arrays, n_valid)
             table = _part_table(
                 run, valid, reasons, probs, flags, calibration is not None, predictor.zgrid
             )

@@ -9,7 +9,8 @@
   density is an ``n_z``-element float32 array column (NaN for invalid rows), the grid is in
   PARAMs. Built in memory, so meant for catalogues that fit in it.
 * qp: a qp-prob ``hist`` ensemble (HDF5) of the valid rows, probability densities in 1/z, with
-  ``id``, ``zmode``, ``zmean``, ``zmedian`` and ``z_std`` as ancillary columns for RAIL.
+  ``id``, ``zmode``, ``zmean``, ``zmedian``, ``z_std`` and the shift columns as ancillary
+  columns for RAIL.
 """
 
 from __future__ import annotations
@@ -276,6 +277,9 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None
             "zmedian": table.column("z_median").to_numpy(),
             "z_std": table.column("z_std").to_numpy(),
         }
+        for name in ("shift_score", "shift_pvalue", "shifted"):  # mantis.explain.SHIFT_COLUMNS
+            if name in table.column_names:
+                ancil[name] = table.column(name).to_numpy(zero_copy_only=False)
         return densities.to_qp(_density_matrix(table, zgrid).astype(np.float64), zgrid, ancil)
 
     start, group, fout, last = 0, None, None, None

@@ -156,3 +156,32 @@ def test_a_calibration_file_is_applied_and_must_match_the_checkpoint(
     write_calibration(calibration, path, checkpoint=other, split="val")
     assert main([*argv[:-1], "--overwrite", "--calibration", str(path)]) == 2
     assert "fitted for another checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "fits", "csv", "qp", "votable"])
+def test_shift_columns_are_in_every_output_format(predicted, sky_server, fmt):
+    from mantis.explain import ShiftReference, reference_path
+
+    _, checkpoint, root, outs = predicted
+    out = root / f"shift.{ {'qp': 'hdf5', 'votable': 'vot'}.get(fmt, fmt) }"
+    predict_catalog(root / "cat.csv", out, checkpoint=checkpoint, cache_dir=root / "cache-first",
+                    endpoint=sky_server, fmt=fmt, batch_size=8, progress=False)  # fmt: skip
+    frame, _, _ = read_predictions(outs[0])
+    valid = frame["valid"].to_numpy()
+    reference = ShiftReference.load(reference_path(checkpoint))
+    assert np.all(np.isfinite(frame["shift_score"][valid]))
+    assert frame["shift_pvalue"][~valid].isna().all() and not frame["shifted"][~valid].any()
+    expected_p = reference.pvalue(frame["shift_score"][valid].to_numpy())
+    np.testing.assert_allclose(frame["shift_pvalue"][valid], expected_p)
+    np.testing.assert_array_equal(frame["shifted"][valid], expected_p < 0.01)
+    if fmt == "qp":
+        import qp
+
+        ancil = qp.read(str(out)).ancil
+        np.testing.assert_allclose(ancil["shift_score"], frame["shift_score"][valid], rtol=1e-12)
+        np.testing.assert_array_equal(ancil["shifted"], frame["shifted"][valid])
+        return
+    other, _, _ = read_predictions(out)
+    for name in ("shift_score", "shift_pvalue"):
+        np.testing.assert_allclose(other[name], frame[name], rtol=1e-9, equal_nan=True)
+    np.testing.assert_array_equal(other["shifted"].astype(bool), frame["shifted"])

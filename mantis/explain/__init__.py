@@ -1,0 +1,43 @@
+"""When to trust a density: occlusion, attributions, representation similarity, shift scores.
+
+`mantis explain` writes the report (`explain_run`); `ShiftScorer` adds the per-object shift
+columns to `mantis predict` output from the reference that training stores beside the
+checkpoint (`fit_shift_reference`).
+"""
+
+from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
+from mantis.explain._embed import collect_layers, embed_arrays
+from mantis.explain._run import ExplainError, explain_run, network_layers
+from mantis.explain._shift import (
+    SHIFT_COLUMNS,
+    SHIFT_METHODS,
+    ShiftReference,
+    ShiftScorer,
+    ensure_shift_reference,
+    fit_shift_reference,
+    reference_path,
+    shift_calibration,
+    shift_note,
+    weights_fingerprint,
+)
+
+__all__ = [
+    "SHIFT_COLUMNS",
+    "SHIFT_METHODS",
+    "ExplainError",
+    "ShiftReference",
+    "ShiftScorer",
+    "collect_layers",
+    "embed_arrays",
+    "ensure_shift_reference",
+    "explain_run",
+    "fit_shift_reference",
+    "hsic_unbiased",
+    "linear_cka",
+    "linear_cka_matrix",
+    "network_layers",
+    "reference_path",
+    "shift_calibration",
+    "shift_note",
+    "weights_fingerprint",
+]

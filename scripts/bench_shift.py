@@ -1,0 +1,315 @@
+"""How well the shift score finds objects unlike the training set (docs/benchmarks.md).
+
+Needs the early-fusion run of ``configs/bench_shift.yaml`` (``mantis pipeline --config
+configs/bench_shift.yaml``: the default sky, early fusion only). Every shifted set is rendered
+by the simulated sky, served by ``mantis sky serve`` (factories in ``scripts/shift_skies.py``),
+fetched and built by the same code as ``mantis predict``, then predicted by `predict_catalog`
+(which adds ``shift_score``, ``shift_pvalue``, ``shifted``):
+
+(a) bright, low-z galaxies (r < 17, z < 0.1) of another realisation of the sky (seed 1);
+(b) faint, high-z galaxies (r > 22.5, 1 < z < 1.6) of that realisation;
+(c) the in-distribution test split with GALEX, or unWISE, withheld (pixels and masks zeroed);
+(d) test objects served with PS1 seeing 1.5x worse, or with PS1 r 0.2 mag too faint;
+(e) stars and quasar-like point sources (seed-1 sky plus `shift_skies.quasar_sources`).
+
+Prints a table and writes ``bench/results/shift.json``; ``--explain`` also runs `mantis
+explain` on the run with the shifted sets for the CKA profiles (and times it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT / "scripts"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+)
+N_PER_SET = 300
+OUTLIER = 0.15
+TOP_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class H5Source:
+    """Arrays of catalogue rows read by id from a built dataset, optionally a survey withheld."""
+
+    path: str
+    withheld: tuple[str, ...] = ()
+    index: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
+        from mantis.explain._occlusion import withhold_bands
+        from mantis.surveys import bands_of
+
+        with h5py.File(self.path, "r") as f:
+            if not self.index:
+                ids = np.asarray(f["catalog/id"][:]).astype(str)
+                self.index.update({k: i for i, k in enumerate(ids)})
+            rows = np.array([self.index[i] for i in chunk["id"].astype(str)])
+            order = np.argsort(rows)
+            arrays = {}
+            keys = ["catalog/ebv", "catalog/has_galex", "catalog/has_ps1", "catalog/has_unwise"]
+            keys += [
+                f"{g}/{k}" for g in ("early", "galex", "ps1", "unwise") for k in ("image", "valid")
+            ]
+            for key in keys:
+                value = f[key][np.sort(rows)]
+                arrays[key] = value[np.argsort(order)]
+        if self.withheld:
+            bands = [b.name for s in self.withheld for b in bands_of(s)]
+            arrays = withhold_bands(arrays, {"fusion": "early", "bands": _BANDS}, bands)
+            for s in self.withheld:
+                arrays[f"catalog/has_{s}"] = np.zeros(len(chunk), bool)
+        return arrays
+
+
+_BANDS = ["FUV", "NUV", "g", "r", "i", "z", "y", "W1", "W2"]
+
+
+def _serve_fetch_build(name, catalog, sky, seed, work, cache):
+    from mantis.fetch import fetch_catalog
+    from mantis.sky.testing import running_server
+    from mantis.stack import build_dataset
+
+    h5 = work / f"{name}.h5"
+    cat_path = work / f"{name}.parquet"
+    catalog.to_parquet(cat_path, index=False)
+    if not h5.is_file():
+        with running_server(config=sky, seed=seed, workers=2) as url:
+            summary = fetch_catalog(
+                catalog, cache_dir=cache, endpoint=url, concurrency=16, progress=False
+            )
+            print(f"   {name}: fetch {summary.format() if hasattr(summary, 'format') else ''}")
+        build_dataset(catalog, cache, h5, "build", progress=False)
+    return cat_path, h5
+
+
+def _predict(name, cat_path, source, ckpt, work):
+    from mantis.predict import predict_catalog, read_predictions
+
+    out = work / f"{name}.pred.parquet"
+    predict_catalog(cat_path, out, checkpoint=ckpt, source=source, progress=False)
+    return read_predictions(out)[0]
+
+
+def _point_summary(delta):
+    if len(delta) == 0:
+        return {"n": 0, "nmad": float("nan"), "eta": float("nan")}
+    nmad = 1.4826 * np.median(np.abs(delta - np.median(delta)))
+    return {"n": len(delta), "nmad": float(nmad), "eta": float(np.mean(np.abs(delta) > OUTLIER))}
+
+
+def _removed_by_top(scores, delta, fraction=TOP_FRACTION):
+    outlier = np.abs(delta) > OUTLIER
+    if not outlier.any():
+        return float("nan")
+    top = np.argsort(-scores)[: round(fraction * len(scores))]
+    return float(outlier[top].sum() / outlier.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/shift", help="pipeline run folder")
+    parser.add_argument("--work", default="bench/shift", help="scratch folder")
+    parser.add_argument("--explain", action="store_true", help="also run mantis explain")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="only serve, fetch and build the sets"
+    )
+    args = parser.parse_args()
+
+    from sklearn.metrics import roc_auc_score
+
+    from mantis.config import load_config
+    from mantis.explain import ShiftReference, ensure_shift_reference, explain_run
+    from mantis.explain._shift import embed_rows
+    from mantis.models import load_predictor
+    from mantis.sky import Universe
+
+    run, work = ROOT / args.run, ROOT / args.work
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = run / "early" / "checkpoints" / "best.ckpt"
+    data = run / "dataset.h5"
+    if not (run / "early" / "finished.json").is_file():
+        from mantis.pipeline import run_pipeline
+
+        print(f"{run} has no finished early-fusion run: running configs/bench_shift.yaml")
+        run_pipeline(ROOT / "configs" / "bench_shift.yaml")
+    t0 = time.perf_counter()
+    if not args.prepare_only:
+        ensure_shift_reference(ckpt, data)
+    with h5py.File(data, "r") as f:
+        split = np.asarray(f["catalog/split"][:]).astype(str)
+        catalog = pd.DataFrame(
+            {
+                "id": np.asarray(f["catalog/id"][:]).astype(str),
+                "ra": f["catalog/ra"][:],
+                "dec": f["catalog/dec"][:],
+                "z": f["catalog/z"][:],
+            }
+        )
+    test = catalog[split == "test"].reset_index(drop=True)
+    rng = np.random.default_rng(0)
+
+    sky1 = Universe.from_config("default", seed=1).sources
+    from shift_skies import quasar_sources
+
+    gal = sky1[sky1["kind"] == "galaxy"]
+    sets = {
+        "a_bright_lowz": gal[(gal["mag_r"] < 17.0) & (gal["z"] < 0.1)],
+        "b_faint_highz": gal[(gal["mag_r"] > 22.5) & (gal["z"] > 1.0) & (gal["z"] < 1.6)],
+        "e_stars_quasars": pd.concat(
+            [
+                sky1[(sky1["kind"] == "star") & sky1["mag_r"].between(16, 21.5)].sample(
+                    N_PER_SET // 2, random_state=0
+                ),
+                quasar_sources(sky1, seed=1).sample(N_PER_SET // 2, random_state=0),
+            ]
+        ),
+    }
+    for name in list(sets):
+        frame = sets[name]
+        frame = frame.sample(min(N_PER_SET, len(frame)), random_state=0)
+        sets[name] = frame[["id", "ra", "dec", "z"]].reset_index(drop=True)
+    degraded = test.iloc[np.sort(rng.choice(len(test), min(N_PER_SET, len(test)), False))]
+    degraded = degraded.reset_index(drop=True)
+
+    prepared = {}
+    for name, frame in sets.items():
+        prepared[name] = _serve_fetch_build(
+            name, frame, "shift_skies:with_quasars", 1, work, work / "cache-seed1"
+        )
+    for name, factory in (("d_seeing_x1.5", "seeing"), ("d_offset_r_0.2", "offset_r")):
+        prepared[name] = _serve_fetch_build(
+            name, degraded, f"shift_skies:{factory}", 0, work, work / f"cache-{factory}"
+        )
+    test_path = work / "test.parquet"
+    test.to_parquet(test_path, index=False)
+    print(f"sets ready after {time.perf_counter() - t0:.0f} s")
+    if args.prepare_only:
+        return
+
+    predictions = {
+        "in-distribution test": _predict("test", test_path, H5Source(str(data)), ckpt, work)
+    }
+    for survey in ("galex", "unwise"):
+        predictions[f"c_no_{survey}"] = _predict(
+            f"c_no_{survey}", test_path, H5Source(str(data), (survey,)), ckpt, work
+        )
+    for name, (cat_path, h5) in prepared.items():
+        predictions[name] = _predict(name, cat_path, H5Source(str(h5)), ckpt, work)
+
+    # both scores (and other k) from the embeddings, to choose the method
+    predictor = load_predictor(ckpt)
+    module = predictor.module
+    train_rows = np.flatnonzero(split == "train")
+    val_rows = np.flatnonzero(split == "val")
+    train_emb = embed_rows(module, data, train_rows)
+    val_emb = embed_rows(module, data, val_rows)
+    variants = {
+        f"knn k={k}": ShiftReference.fit(train_emb, val_emb, k=k, method="knn")
+        for k in (1, 5, 10, 50)
+    }
+    variants["mahalanobis"] = ShiftReference.fit(train_emb, val_emb, k=10, method="mahalanobis")
+
+    def embeddings(name):
+        if name == "in-distribution test" or name.startswith("c_no_"):
+            source = H5Source(str(data), () if name.startswith("in") else (name[5:],))
+            frame = test
+        else:
+            source, frame = H5Source(str(prepared[name][1])), sets.get(name, degraded)
+        from mantis.explain import embed_arrays
+
+        return embed_arrays(module, source.arrays(frame))
+
+    emb = {name: embeddings(name) for name in predictions}
+    results = {}
+    id_pred = predictions["in-distribution test"]
+    for name, pred in predictions.items():
+        ok = pred["valid"].to_numpy()
+        delta = ((pred["z_median"] - pred["z"]) / (1 + pred["z"])).to_numpy()[ok]
+        scores = pred["shift_score"].to_numpy()[ok]
+        flagged = pred["shifted"].to_numpy()[ok]
+        row = {
+            "n": int(ok.sum()),
+            "flag_rate": float(flagged.mean()),
+            "flagged": _point_summary(delta[flagged]),
+            "unflagged": _point_summary(delta[~flagged]),
+            "removed_top5": _removed_by_top(scores, delta),
+            "auroc": {},
+        }
+        if name != "in-distribution test":
+            labels = np.r_[np.zeros(len(id_pred)), np.ones(ok.sum())]
+            row["auroc"]["predict"] = float(
+                roc_auc_score(labels, np.r_[id_pred["shift_score"].to_numpy(), scores])
+            )
+            for variant, ref in variants.items():
+                s_id = ref.score(emb["in-distribution test"])
+                s_set = ref.score(emb[name][ok])
+                row["auroc"][variant] = float(roc_auc_score(labels, np.r_[s_id, s_set]))
+        results[name] = row
+    # the predicted column is the configured method's score of the same embeddings
+    configured = ShiftReference.load(ensure_shift_reference(ckpt, data))
+    np.testing.assert_allclose(
+        configured.score(emb["in-distribution test"]), id_pred["shift_score"].to_numpy(), rtol=1e-5
+    )
+
+    mixed = pd.concat([p[p["valid"]] for p in predictions.values()], ignore_index=True)
+    mixed_delta = ((mixed["z_median"] - mixed["z"]) / (1 + mixed["z"])).to_numpy()
+    summary = {
+        "results": results,
+        "mixed": {
+            "n": len(mixed),
+            "outliers": int(np.sum(np.abs(mixed_delta) > OUTLIER)),
+            "removed_top5": _removed_by_top(mixed["shift_score"].to_numpy(), mixed_delta),
+        },
+        "alpha": float(load_config("shift")["alpha"]),
+        "reference": {k: configured.meta[k] for k in ("k", "method")},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if args.explain:
+        shifted = {name: str(h5) for name, (_, h5) in prepared.items()}
+        start = time.perf_counter()
+        explain_run(ckpt, data, run / "early" / "explain", shifted=shifted)
+        summary["explain_seconds"] = round(time.perf_counter() - start, 1)
+    out = ROOT / "bench" / "results" / "shift.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    _print_table(summary)
+
+
+def _print_table(summary):
+    methods = ["predict", "knn k=1", "knn k=5", "knn k=10", "knn k=50", "mahalanobis"]
+    print(
+        "| set | n | "
+        + " | ".join(f"AUROC {m}" for m in methods)
+        + " | flagged | NMAD / η flagged | NMAD / η unflagged | outliers removed by top 5% |"
+    )
+    print("|---" * (len(methods) + 6) + "|")
+    for name, r in summary["results"].items():
+        auc = [f"{r['auroc'][m]:.3f}" if m in r["auroc"] else "" for m in methods]
+        f, u = r["flagged"], r["unflagged"]
+        print(
+            f"| {name} | {r['n']} | " + " | ".join(auc) + f" | {r['flag_rate']:.3f} | "
+            f"{f['nmad']:.3f} / {f['eta']:.3f} | {u['nmad']:.3f} / {u['eta']:.3f} | "
+            f"{r['removed_top5']:.2f} |"
+        )
+    m = summary["mixed"]
+    print(
+        f"mixed catalogue: {m['n']} objects, {m['outliers']} outliers, top 5% removes "
+        f"{m['removed_top5']:.2f} of them"
+    )
+
+
+if __name__ == "__main__":
+    main()
