@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mantis import densities
 from mantis.calibration import find_calibration
 from mantis.data import DIHEDRAL_ORDER, dihedral
 from mantis.exceptions import ConfigError
@@ -98,8 +99,9 @@ class Predictor:
                 img = {g: dihedral(t[rows], k) for g, t in image.items()}
                 val = {g: dihedral(t[rows], k) for g, t in valid.items()}
                 total = total + self.module.predict_log_probs(img, val, ebv[rows]).exp()
-            out.append(total / total.sum(dim=1, keepdim=True))
-        return torch.cat(out)[:n].cpu().numpy()
+            out.append(total)
+        # one definition of a normalised density for every stage
+        return densities.normalise(torch.cat(out)[:n].cpu().numpy())
 
     def predict_arrays(
         self, arrays: dict[str, np.ndarray], *, tta: bool = False, batch_size: int = 256
