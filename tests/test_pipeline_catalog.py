@@ -175,3 +175,18 @@ def test_bad_tables_are_refused_before_anything_runs(capsys, table_root, edit, e
     edit(_spec_table()).to_csv(table_root / "bad.csv", index=False)
     assert expected in _refused(capsys, _write_config(table_root, "bad.csv"))
     assert not (table_root / "runs").exists()
+
+
+def test_the_readme_example_is_a_valid_pipeline_file(tmp_path):
+    from mantis.pipeline import PipelineConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own spec-z catalogue", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my.yaml").write_text(example)
+    (tmp_path / "specz.fits").touch()  # only its existence is checked before the run
+    config = PipelineConfig.load(tmp_path / "my.yaml")
+    assert config["catalog"]["columns"]["z"] == "ZSPEC"
+    assert config["catalog"]["path"] == str(tmp_path / "specz.fits")
+    assert config.endpoint is None  # the real services
+    assert config.endpoints["ps1"]["base_url"] == "https://ps1images.stsci.edu"
