@@ -97,9 +97,8 @@ def read_run_catalog(section: dict[str, Any], source: Path) -> pd.DataFrame:
         if counts.get(name, 0) < least:
             raise CatalogError(
                 f"catalogue {str(source)!r}: the {name} split holds {counts.get(name, 0)} of "
-                f"{len(catalog)} objects (at least {least} needed); HEALPix cells of nside "
-                f"{split['nside']} are too coarse for it: raise catalog.split.nside or the "
-                f"{name} fraction"
+                f"{len(catalog)} objects (at least {least} needed): add objects, or raise "
+                f"catalog.split.nside (now {split['nside']}; finer cells) or the {name} fraction"
             )
     return catalog
 
