@@ -33,7 +33,8 @@ class PipelineConfig(dict):
 
     ``source`` is the file it was read from; the training configs under ``models`` are
     resolved to files (a path as given, beside the pipeline file, or a shipped name such as
-    ``train/early``).
+    ``train/early``), and so is ``catalog.path`` of a catalogue run, whose ``endpoints`` entry
+    becomes ``endpoint`` (one base URL, or None) and ``endpoints`` (the validated settings).
     """
 
     source: Path
@@ -80,7 +81,8 @@ class PipelineConfig(dict):
     def cache_dir(self) -> Path:
         """Cutout cache shared by every run of the same sky (``<cache root>/cutouts`` default).
 
-        A catalogue run's cache depends on the catalogue (`pipeline_catalog.catalog_cache_dir`).
+        Sky runs only: a catalogue run's cache depends on the catalogue
+        (`mantis.pipeline_catalog.catalog_cache_dir`).
         """
         sky = self["sky"]
         name = sky["config"]
