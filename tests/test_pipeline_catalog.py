@@ -190,3 +190,18 @@ def test_the_readme_example_is_a_valid_pipeline_file(tmp_path):
     assert config["catalog"]["path"] == str(tmp_path / "specz.fits")
     assert config.endpoint is None  # the real services
     assert config.endpoints["ps1"]["base_url"] == "https://ps1images.stsci.edu"
+
+
+def test_columns_match_in_any_case_and_a_null_id_names_objects_by_position(table_root):
+    from mantis.pipeline_catalog import read_run_catalog
+
+    section = {
+        "columns": {"id": None, "ra": "raj2000", "dec": "dej2000", "z": "ZSPEC"},
+        "split": SPLIT,
+    }
+    kept = read_run_catalog(section, table_root / "specz.csv")
+    table = _spec_table()
+    assert list(kept.columns) == ["id", "ra", "dec", "z", "split"]
+    first = f"J{table[COLUMNS['ra']][0]:09.5f}{table[COLUMNS['dec']][0]:+09.5f}"
+    assert kept["id"][0] == first
+    np.testing.assert_array_equal(kept["z"], table[COLUMNS["z"]])
