@@ -10,8 +10,9 @@ in any case, everything else passed through.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,10 +30,12 @@ __all__ = [
     "normalise_columns",
     "read_catalog",
     "read_table",
+    "select_columns",
     "validate_rows",
 ]
 
 MAX_ROWS_NAMED = 10  # error messages name at most this many offending rows
+MAX_COLUMNS_NAMED = 20  # and at most this many of a table's columns
 
 CATALOG_EXTENSIONS: dict[str, str] = {
     ".csv": "csv",
@@ -256,7 +259,53 @@ def validate_rows(df: pd.DataFrame, *, require_z: bool = False) -> tuple[np.ndar
     return valid, reasons
 
 
-def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.DataFrame:
+def select_columns(
+    df: pd.DataFrame, columns: Mapping[str, str | None], *, source: str = "catalogue"
+) -> pd.DataFrame:
+    """Keep the columns named in ``columns`` under mantis's names, and nothing else.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table as read.
+    columns : mapping
+        Mantis name (``'id'``, ``'ra'``, ``'dec'``, ``'z'``) to the table's column name, matched
+        exactly or else in any case; None leaves that column out.
+    source : str
+        What the table is, named in the message.
+
+    Raises
+    ------
+    CatalogError
+        Naming every requested column the table lacks, and the columns it has.
+    """
+    lower = {str(c).lower(): c for c in df.columns}
+    renames: dict[Any, str] = {}
+    missing = []
+    for wanted, name in columns.items():
+        if name is None:
+            continue
+        found = name if name in df.columns else lower.get(str(name).lower())
+        if found is None:
+            missing.append(f"{name!r} (for {wanted})")
+        else:
+            renames[found] = wanted
+    if missing:
+        have = [str(c) for c in df.columns]
+        shown = ", ".join(have[:MAX_COLUMNS_NAMED])
+        more = f" and {len(have) - MAX_COLUMNS_NAMED} more" if len(have) > MAX_COLUMNS_NAMED else ""
+        raise CatalogError(
+            f"{source} lacks column(s) {', '.join(missing)}; it has {shown or 'no columns'}{more}"
+        )
+    return df[list(renames)].rename(columns=renames)
+
+
+def read_catalog(
+    path: str | os.PathLike,
+    *,
+    require_z: bool = False,
+    columns: Mapping[str, str | None] | None = None,
+) -> pd.DataFrame:
     """Read a catalogue and check every row.
 
     Parameters
@@ -265,6 +314,9 @@ def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.Data
         A table of one of the `CATALOG_EXTENSIONS` kinds.
     require_z : bool
         Require a ``z`` column with finite values >= 0 (training sets).
+    columns : mapping, optional
+        Read only these columns, renamed (see `select_columns`: ``{'ra': 'RAJ2000', ...}``);
+        by default every column, ``RA``/``Dec``/``ID``/``Z`` matched in any case.
 
     Returns
     -------
@@ -278,7 +330,12 @@ def read_catalog(path: str | os.PathLike, *, require_z: bool = False) -> pd.Data
         If the file cannot be read, ra/dec are missing, or any row has a non-numeric or
         out-of-range coordinate or a duplicate id; the message names the rows (0-based, first ten).
     """
-    df = normalise_columns(read_table(path)).reset_index(drop=True)
+    table = read_table(path)
+    if columns is None:
+        df = normalise_columns(table).reset_index(drop=True)
+    else:
+        df = select_columns(table, columns, source=f"catalogue {str(path)!r}")
+        df = df.reset_index(drop=True)
     valid, reasons = validate_rows(df, require_z=require_z)
     if not valid.all():
         by_reason: dict[str, list[int]] = {}

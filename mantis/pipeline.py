@@ -1,8 +1,11 @@
-"""The whole chain on the simulated sky: what `make train` runs.
+"""The whole chain on the simulated sky (what `make train` runs) or on a user's catalogue.
 
 simulate the spec-z catalogue → serve the sky on loopback → fetch → build → train the early- and
 late-fusion models → calibrate each on the validation split → evaluate each on the held-out split
-(with baselines and survey ablations).
+(with baselines and survey ablations) → predict the held-out split into a prediction file.
+With a ``catalog`` section instead of ``sky``, the user's table is read and split
+(`mantis.pipeline_catalog`) and the cutouts come from the configured endpoints (the real
+services by default); the rest of the chain is the same.
 Every step is resumable on its own (the fetch skips finished cutouts, the build resumes from the
 last chunk, training resumes from ``last.ckpt``), so a second run reuses everything it can.
 """
@@ -14,10 +17,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mantis.config import cache_root, config_file, config_hash, load_settings, load_yaml
 from mantis.exceptions import ConfigError, FetchError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["PipelineConfig", "run_pipeline"]
 
@@ -27,10 +33,13 @@ class PipelineConfig(dict):
 
     ``source`` is the file it was read from; the training configs under ``models`` are
     resolved to files (a path as given, beside the pipeline file, or a shipped name such as
-    ``train/early``).
+    ``train/early``), and so is ``catalog.path`` of a catalogue run, whose ``endpoints`` entry
+    becomes ``endpoint`` (one base URL, or None) and ``endpoints`` (the validated settings).
     """
 
     source: Path
+    endpoint: str | None = None  # a catalogue run: one base URL for every service
+    endpoints: dict[str, Any] | None = None  # a catalogue run: the validated endpoints
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineConfig:
@@ -56,6 +65,11 @@ class PipelineConfig(dict):
                     f"(as a path, beside {str(source)!r}, or shipped) [in {source}]"
                 ) from None
             config["models"][model_name] = str(found)
+        if "catalog" in config:
+            from mantis.pipeline_catalog import catalog_source, fetch_endpoints
+
+            config["catalog"]["path"] = str(catalog_source(config["catalog"], source))
+            config.endpoint, config.endpoints = fetch_endpoints(config.get("endpoints"), source)
         return config
 
     @property
@@ -65,7 +79,11 @@ class PipelineConfig(dict):
 
     @property
     def cache_dir(self) -> Path:
-        """Cutout cache shared by every run of the same sky (``<cache root>/cutouts`` default)."""
+        """Cutout cache shared by every run of the same sky (``<cache root>/cutouts`` default).
+
+        Sky runs only: a catalogue run's cache depends on the catalogue
+        (`mantis.pipeline_catalog.catalog_cache_dir`).
+        """
         sky = self["sky"]
         name = sky["config"]
         is_path = Path(name).suffix in (".yaml", ".yml")
@@ -110,7 +128,13 @@ def _simulate_catalog(config: PipelineConfig, run_dir: Path) -> Path:
     return catalog_path
 
 
-def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> dict[str, int]:
+def _fetch(
+    config: PipelineConfig,
+    catalog_path: Path,
+    cache_dir: Path,
+    base_url: str | None,
+    endpoints: dict[str, Any] | None = None,
+) -> dict[str, int]:
     from mantis.catalog import read_catalog
     from mantis.fetch import fetch_catalog
 
@@ -120,8 +144,9 @@ def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> dict[st
     for _attempt in range(2):  # one more pass picks up transient failures
         summary = fetch_catalog(
             catalog,
-            cache_dir=config.cache_dir,
+            cache_dir=cache_dir,
             endpoint=base_url,
+            endpoints=endpoints,
             concurrency=fetch_settings.get("concurrency"),
             progress=fetch_settings.get("progress", True),
         )
@@ -134,32 +159,9 @@ def _fetch(config: PipelineConfig, catalog_path: Path, base_url: str) -> dict[st
     raise FetchError(f"fetching left {summary.n_failed} products failed after two passes")
 
 
-def run_pipeline(config_path: str | Path) -> dict[str, Any]:
-    """Run the whole chain described by a pipeline configuration.
-
-    Parameters
-    ----------
-    config_path : str or Path
-        A pipeline file, or the name of a shipped one (``'default'``, ``'smoke'``).
-
-    Returns
-    -------
-    dict
-        Test-split metrics per model (and ablation), also written to
-        ``runs/<name>/metrics.json`` with a readable ``summary.md``.
-    """
-    config = PipelineConfig.load(config_path)
-
-    from mantis.evaluate import calibrate_run, evaluate_ablations, evaluate_run
-    from mantis.models import train_model
-    from mantis.pipeline_report import write_summary
+def _sky_inputs(config: PipelineConfig, run_dir: Path, timer: _Timer) -> tuple[Path, Path, dict]:
+    """Simulate the catalogue and fetch its cutouts from the sky served on loopback."""
     from mantis.sky import running_server
-    from mantis.stack import build_dataset
-
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "pipeline.yaml").write_text(config.source.read_text())
-    timer = _Timer(run_dir / "timings.json")
 
     with timer.step("simulate catalogue"):
         catalog_path = _simulate_catalog(config, run_dir)
@@ -173,15 +175,94 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
             fail_rate=server.get("fail_rate", 0.0),
         ) as base_url,
     ):
-        steps = {"fetch": _fetch(config, catalog_path, base_url)}
+        fetched = _fetch(config, catalog_path, config.cache_dir, base_url)
+    return catalog_path, config.cache_dir, fetched
+
+
+def _catalog_inputs(
+    config: PipelineConfig, catalog: pd.DataFrame, run_dir: Path, timer: _Timer
+) -> tuple[Path, Path, dict]:
+    """Keep the split catalogue in the run, then fetch its cutouts from the endpoints."""
+    from mantis.pipeline_catalog import catalog_cache_dir, write_run_catalog
+    from mantis.stack import SPLITS
+
+    catalog_path = run_dir / "catalog.parquet"
+    write_run_catalog(catalog, catalog_path)
+    counts = catalog["split"].value_counts()
+    print("   split: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in SPLITS), flush=True)
+    cache_dir = catalog_cache_dir(
+        catalog, config.endpoints or {}, config.endpoint, config["paths"].get("cache")
+    )
+    with timer.step("fetch cutouts"):
+        fetched = _fetch(config, catalog_path, cache_dir, config.endpoint, config.endpoints)
+    return catalog_path, cache_dir, fetched
+
+
+def _predict_split(checkpoint: Path, dataset_path: Path, split: str, out: Path) -> Path:
+    """Write the densities of one split of the dataset as a `mantis predict` file."""
+    import pandas as pd
+
+    from mantis.predict import DatasetSource, predict_catalog
+    from mantis.stack import DatasetReader
+
+    objects = dataset_path.with_name(f"{split}_objects.parquet")
+    if not objects.exists():  # the dataset's objects never change within a run
+        with DatasetReader(dataset_path) as reader:
+            table = pd.DataFrame(reader.catalog(["id", "ra", "dec", "z", "split"]))
+        tmp = objects.with_name(objects.name + ".tmp")
+        table[table["split"] == split].drop(columns="split").to_parquet(tmp, index=False)
+        tmp.replace(objects)
+    predict_catalog(
+        objects, out, checkpoint=checkpoint, source=DatasetSource(str(dataset_path)),
+        progress=False,
+    )  # fmt: skip
+    return out
+
+
+def run_pipeline(config_path: str | Path) -> dict[str, Any]:
+    """Run the whole chain described by a pipeline configuration.
+
+    Parameters
+    ----------
+    config_path : str or Path
+        A pipeline file, or the name of a shipped one (``'default'``, ``'smoke'``).
+
+    Returns
+    -------
+    dict
+        Metrics of the evaluated split per model (and ablation), also written to
+        ``runs/<name>/metrics.json`` with a readable ``summary.md``; each model's densities of
+        that split go to ``runs/<name>/<model>/predictions_<split>.parquet``.
+    """
+    config = PipelineConfig.load(config_path)
+    user_catalog = None
+    if "catalog" in config:  # checked before the run folder is made
+        from mantis.pipeline_catalog import read_run_catalog
+
+        user_catalog = read_run_catalog(config["catalog"], Path(config["catalog"]["path"]))
+
+    from mantis.evaluate import calibrate_run, evaluate_ablations, evaluate_run
+    from mantis.models import train_model
+    from mantis.pipeline_report import write_summary
+    from mantis.stack import build_dataset
+
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "pipeline.yaml").write_text(config.source.read_text())
+    timer = _Timer(run_dir / "timings.json")
+
+    build_config: str | dict[str, Any] = config.get("build", {}).get("config", "build")
+    if user_catalog is not None:
+        from mantis.pipeline_catalog import build_settings
+
+        catalog_path, cache_dir, fetched = _catalog_inputs(config, user_catalog, run_dir, timer)
+        build_config = build_settings(build_config, config["catalog"]["split"])
+    else:
+        catalog_path, cache_dir, fetched = _sky_inputs(config, run_dir, timer)
+    steps = {"fetch": fetched}
     dataset_path = run_dir / "dataset.h5"
     with timer.step("build dataset"):
-        summary = build_dataset(
-            catalog_path,
-            config.cache_dir,
-            dataset_path,
-            config.get("build", {}).get("config", "build"),
-        )
+        summary = build_dataset(catalog_path, cache_dir, dataset_path, build_config)
         steps["build"] = {"built": summary.n_built, "skipped": summary.n_skipped}
         print(f"   built {summary.n_built} objects, {summary.n_skipped} already in the dataset")
     _write_json(run_dir / "steps.json", steps)
@@ -206,6 +287,9 @@ def run_pipeline(config_path: str | Path) -> dict[str, Any]:
             results[model_name]["without"] = evaluate_ablations(
                 checkpoint, dataset_path, split=split, surveys=ablations
             )
+        with timer.step(f"predict {model_name} ({split})"):
+            out = run_dir / model_name / f"predictions_{split}.parquet"
+            _predict_split(checkpoint, dataset_path, split, out)
     _write_json(run_dir / "metrics.json", results)
     write_summary(results, run_dir / "summary.md", timings=timer.seconds)
     print(f"== done: {run_dir / 'summary.md'}", flush=True)

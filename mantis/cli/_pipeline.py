@@ -1,4 +1,4 @@
-"""``mantis pipeline``: simulate, serve, fetch, build, train and evaluate in one go."""
+"""``mantis pipeline``: (simulate and serve, or read a catalogue,) fetch, build, train, evaluate."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pipeline`` verb."""
     parser = subparsers.add_parser(
         "pipeline",
-        help="run the whole chain on the simulated sky (what `make train` runs)",
+        help="run the whole chain on the simulated sky (what `make train` runs) or your catalogue",
         description=(
-            "Simulate the spec-z catalogue, serve the sky on loopback, fetch, build, train the "
-            "early- and late-fusion models and evaluate them; resumes where it stopped."
+            "Simulate the spec-z catalogue and serve the sky on loopback (a 'sky' section), or "
+            "read and split your own spec-z table (a 'catalog' section, fetched from the real "
+            "services or the 'endpoints' given); then fetch, build, train the models, calibrate "
+            "and evaluate them; resumes where it stopped."
         ),
     )
     parser.add_argument(
         "--config",
         default="default",
         help="pipeline configuration: a YAML path or a shipped name (default, smoke; "
-        "default: %(default)s)",
+        "default: %(default)s); see README, 'Your own spec-z catalogue'",
     )
     parser.add_argument(
         "--cache",

@@ -8,7 +8,7 @@ of their own (one source of truth); the sky and pipeline schemas carry theirs.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -282,14 +282,58 @@ class PipelinePaths(StrictModel):
     cache: str | None = None  # None: <cache root>/cutouts (see mantis.config.cache_root)
 
 
+class CatalogColumns(StrictModel):
+    """``catalog.columns``: the column of the user's file holding each quantity."""
+
+    id: str | None = Field(default="id", min_length=1)  # null: names from the positions
+    ra: str = Field(default="ra", min_length=1)
+    dec: str = Field(default="dec", min_length=1)
+    z: str = Field(default="z", min_length=1)
+
+
+class CatalogSplit(SplitSchema):
+    """``catalog.split``: HEALPix cells drawn into train / val / test (the build's rule)."""
+
+    # finer than build.yaml's 256: a user's catalogue may cover a single small field
+    nside: int = Field(default=1024, ge=1, le=2**20)
+    fractions: SplitFractions = SplitFractions(train=0.8, val=0.1, test=0.1)
+    seed: int = Field(default=0, ge=0)
+
+
+class PipelineCatalog(StrictModel):
+    """``catalog``: a spectroscopic catalogue of the user's instead of the simulated sky."""
+
+    path: str = Field(min_length=1)  # as given, else beside the pipeline file
+    columns: CatalogColumns = CatalogColumns()
+    split: CatalogSplit = CatalogSplit()
+
+
 class PipelineSettings(StrictModel):
-    """A pipeline file (``default.yaml``, ``smoke.yaml``)."""
+    """A pipeline file (``default.yaml``, ``smoke.yaml``, or one with a ``catalog``)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    sky: PipelineSky
+    sky: PipelineSky | None = None
+    catalog: PipelineCatalog | None = None
+    # a catalogue run only: one base URL for every service, an endpoints file (name or path),
+    # or a mapping laid over endpoints.yaml; None is the real services
+    endpoints: str | dict[str, Any] | None = None
     server: PipelineServer = PipelineServer()
     fetch: PipelineFetch = PipelineFetch()
     build: PipelineBuild = PipelineBuild()
     models: dict[str, str] = Field(min_length=1)
     evaluate: PipelineEvaluate = PipelineEvaluate()
     paths: PipelinePaths = PipelinePaths()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PipelineSettings:
+        if (self.sky is None) == (self.catalog is None):
+            given = "both" if self.sky is not None else "neither"
+            raise ValueError(
+                f"give exactly one of 'sky' (the simulated sky) or 'catalog' (your spec-z "
+                f"table), not {given}"
+            )
+        if self.sky is not None and self.endpoints is not None:
+            raise ValueError("'endpoints' applies to a 'catalog' run; a 'sky' run serves itself")
+        if self.catalog is not None and "server" in self.model_fields_set:
+            raise ValueError("'server' applies to a 'sky' run; a 'catalog' run uses 'endpoints'")
+        return self

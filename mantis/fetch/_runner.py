@@ -292,6 +292,7 @@ def fetch_catalog(
     progress: bool = True,
     config: dict[str, Any] | str | None = None,
     groups: bool | None = None,
+    endpoints: dict[str, Any] | None = None,
 ) -> FetchSummary:
     """Fetch every survey cutout of a catalogue into a cache (synchronous).
 
@@ -318,6 +319,9 @@ def fetch_catalog(
     groups : bool, optional
         Fetch shared cutouts for neighbours (`mantis.fetch._groups`); default ``groups.enabled``
         of the configuration.
+    endpoints : dict, optional
+        Validated endpoint settings (``load_settings('endpoints', ...)``) replacing
+        ``configs/endpoints.yaml``, e.g. a mirror for one survey; ``endpoint`` still wins.
 
     Returns
     -------
@@ -338,7 +342,9 @@ def fetch_catalog(
         cfg = {**cfg, "groups": {**(cfg.get("groups") or {}), "enabled": bool(groups)}}
     objects, unusable = _usable(catalog_objects(catalog))
     settings = ClientSettings.from_config(cfg, concurrency_per_host=concurrency)
-    fetchers = make_fetchers(surveys, config=cfg, size_arcsec=size_arcsec, endpoint=endpoint)
+    fetchers = make_fetchers(
+        surveys, config=cfg, size_arcsec=size_arcsec, endpoint=endpoint, endpoints=endpoints
+    )
     job = _fetch_all(
         objects,
         cache_dir,

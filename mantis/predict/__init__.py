@@ -1,5 +1,6 @@
 """Streaming prediction of redshift densities for whole catalogues, and its output files."""
 
+from mantis.predict._dataset_source import DatasetSource as DatasetSource
 from mantis.predict._parts import PredictionError as PredictionError
 from mantis.predict._pipeline import PredictSummary as PredictSummary
 from mantis.predict._pipeline import predict_catalog as predict_catalog
@@ -19,6 +20,7 @@ __all__ = [
     "FORMATS",
     "SUMMARY_COLUMNS",
     "CutoutSource",
+    "DatasetSource",
     "LaunchedRank",
     "PredictSummary",
     "PredictionError",
