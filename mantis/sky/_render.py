@@ -310,9 +310,12 @@ class SkyRenderer:
             hlr = float(m[f"hlr_{kind}"][i])
             if weight <= 0 or hlr <= 0:
                 continue
+            n = float(m[f"n_{kind}"][i])
+            # below n = 1 the light beyond the truncation radius is under 2e-5 of the total
+            # (an exponential's), and GalSim may fail to solve for the truncated profile there
             prof = galsim.Sersic(
-                n=float(m[f"n_{kind}"][i]), half_light_radius=hlr,
-                trunc=SERSIC_TRUNC_HLR * hlr, flux_untruncated=False,
+                n=n, half_light_radius=hlr,
+                trunc=SERSIC_TRUNC_HLR * hlr if n >= 1.0 else 0.0, flux_untruncated=False,
             )  # fmt: skip
             q = float(np.clip(m[f"q_{kind}"][i], 0.05, 1.0))
             if q < 1.0:

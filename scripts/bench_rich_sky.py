@@ -1,0 +1,145 @@
+"""Benchmark of the rich sky (``configs/sky/rich.yaml``) against the default one.
+
+Both skies cover the fields of the ``test`` sky (seed 0). Rendering: complete nine-band sets
+with noise (`bench_sky.render_set`) at the same spec-z positions, the skies measured
+alternately, ``repeats`` rounds, medians; the rich sky is also measured without its exact
+rendering of faint galaxies and without source noise, to show where its cost goes.
+Clustering: galaxy pairs closer than 2-20 arcsec in each sky against a uniform random
+catalogue of the same size over the same fields. Prints tables and writes
+``bench/results/rich_sky.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_sky import render_set
+
+from mantis.config import config_file, load_yaml
+from mantis.sky import Universe
+from mantis.sky._population import _uniform_positions, field_area_deg2
+
+RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "rich_sky.json"
+PAIR_SEPARATIONS_ARCSEC = (2.0, 5.0, 10.0, 20.0)
+
+
+def _sky(name: str, **rendering) -> dict:
+    config = dict(load_yaml(config_file(f"sky/{name}")))
+    config["fields"] = load_yaml(config_file("sky/test"))["fields"]
+    if rendering:
+        config["rendering"] = {**config.get("rendering", {}), **rendering}
+    return config
+
+
+def _unit_vectors(ra, dec) -> np.ndarray:
+    ra, dec = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], axis=1)
+
+
+def pair_counts(ra, dec, separations_arcsec) -> list[int]:
+    """Number of distinct pairs closer than each separation."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(_unit_vectors(ra, dec))
+    chords = 2.0 * np.sin(np.radians(np.asarray(separations_arcsec) / 3600.0) / 2.0)
+    return [int(tree.count_neighbors(tree, c) - len(ra)) // 2 for c in chords]
+
+
+def uniform_like(sources, fields, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform positions with as many galaxies per field as ``sources`` holds there."""
+    ras, decs = [], []
+    for field in fields:
+        ra, dec = _uniform_positions(field, int((sources["field"] == field["name"]).sum()), rng)
+        ras.append(ra)
+        decs.append(dec)
+    return np.concatenate(ras), np.concatenate(decs)
+
+
+def bench_clustering(seed: int = 0) -> dict:
+    """Galaxy pair counts of both skies and of matched uniform catalogues."""
+    out = {"separations_arcsec": list(PAIR_SEPARATIONS_ARCSEC)}
+    for name in ("test", "rich"):
+        universe = Universe.from_config(_sky(name), seed=seed)
+        galaxies = universe.sources[universe.sources["kind"] == "galaxy"]
+        fields = universe.config["fields"]
+        ra, dec = uniform_like(galaxies, fields, np.random.default_rng(seed))
+        counts = pair_counts(galaxies["ra"], galaxies["dec"], PAIR_SEPARATIONS_ARCSEC)
+        random = pair_counts(ra, dec, PAIR_SEPARATIONS_ARCSEC)
+        out[name] = {
+            "n_galaxies": len(galaxies),
+            "area_deg2": sum(field_area_deg2(f) for f in fields),
+            "pairs": counts,
+            "random_pairs": random,
+            "pairs_over_random": [c / max(r, 1) for c, r in zip(counts, random, strict=True)],
+        }
+    return out
+
+
+def bench_render(n_sets: int = 20, repeats: int = 3) -> dict:
+    """Nine-band sets per second of each sky variant at the same positions, alternately."""
+    variants = {
+        "default": _sky("test"),
+        "rich": _sky("rich"),
+        "rich, exact only above S/N 30": _sky("rich", exact_min_snr=30.0),
+        "rich, no source noise": _sky("rich", source_noise=False),
+    }
+    universes = {k: Universe.from_config(c, seed=0) for k, c in variants.items()}
+    spec = universes["default"].spec_catalog()
+    positions = list(zip(spec["ra"], spec["dec"], strict=True))
+    positions = (positions * (n_sets // max(len(positions), 1) + 1))[:n_sets]
+    for universe in universes.values():  # warm-up: GalSim tables, renderer index
+        for ra, dec in positions:
+            render_set(universe, ra, dec)
+    rates = {k: [] for k in universes}
+    cpu_rates = {k: [] for k in universes}
+    for _ in range(repeats):
+        for name, universe in universes.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for ra, dec in positions:
+                render_set(universe, ra, dec)
+            rates[name].append(n_sets / (time.perf_counter() - start))
+            cpu_rates[name].append(n_sets / (time.process_time() - cpu_start))
+    return {
+        "n_sets": n_sets,
+        "repeats": repeats,
+        "median_sets_per_s": {k: statistics.median(v) for k, v in rates.items()},
+        "median_sets_per_cpu_s": {k: statistics.median(v) for k, v in cpu_rates.items()},
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
+def main() -> int:
+    render = bench_render()
+    clustering = bench_clustering()
+    print("| sky | nine-band sets/s (wall) | per CPU-second | / default (CPU) |")
+    print("|---|---:|---:|---:|")
+    base = render["median_sets_per_cpu_s"]["default"]
+    for name, rate in render["median_sets_per_s"].items():
+        cpu = render["median_sets_per_cpu_s"][name]
+        print(f"| {name} | {rate:.1f} | {cpu:.1f} | {cpu / base:.2f} |")
+    print(f"load average (1 min): {render['load_average_1min']:.1f}")
+    seps = clustering["separations_arcsec"]
+    print("| sky | galaxies | " + " | ".join(f'pairs < {s:g}" / random' for s in seps) + " |")
+    print("|---|---:|" + "---:|" * len(seps))
+    for name in ("test", "rich"):
+        row = clustering[name]
+        cells = " | ".join(
+            f"{c} / {r} = {c / max(r, 1):.2f}"
+            for c, r in zip(row["pairs"], row["random_pairs"], strict=True)
+        )
+        print(f"| {name} | {row['n_galaxies']} | {cells} |")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"render": render, "clustering": clustering}, indent=2))
+    tmp.replace(RESULTS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
