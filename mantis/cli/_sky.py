@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_universe_options(mirror)
 
     preview = sub.add_parser("preview", help="draw N objects x nine bands as served")
-    preview.add_argument("--out", required=True, help="output PNG")
+    preview.add_argument(
+        "--out", required=True, help="output PNG (and <stem>.structure.png beside it)"
+    )
     preview.add_argument("--n", type=int, default=6, help="number of objects (default 6)")
     _add_universe_options(preview)
     parser.set_defaults(func=run)

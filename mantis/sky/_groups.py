@@ -2,10 +2,10 @@
 
 A uniform sky has no close pairs beyond chance; real galaxies sit in groups, so neighbours
 and blends are common. Here a fraction of a field's galaxies become satellites: each is moved
-next to a central (a galaxy that is not a satellite) whose redshift is among the closest to
-its own, at a projected distance drawn from an exponential surface-density profile of scale
-``scale_kpc``, converted to an angle at the central's redshift. Satellites keep their own
-redshift, magnitudes and shape.
+next to a central (a galaxy that is not a satellite), the most luminous of those closest to it
+in redshift, so groups gather around bright galaxies. The projected distance is drawn from an
+exponential surface-density profile of scale ``scale_kpc``, converted to an angle at the
+central's redshift. Satellites keep their own redshift, magnitudes and shape.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pandas as pd
 
 __all__ = ["place_satellites"]
 
-_NEAREST_IN_Z = 3  # a satellite picks its central among this many closest in redshift
+# a satellite's central is the most luminous of the centrals this close to it in redshift
+_NEAREST_IN_Z = 8
 
 
 def place_satellites(
@@ -30,7 +31,7 @@ def place_satellites(
     Parameters
     ----------
     galaxies : pandas.DataFrame
-        One field's galaxies with columns ``ra, dec, z``.
+        One field's galaxies with columns ``ra, dec, z, abs_mag_b``.
     satellite_fraction : float
         Fraction of the galaxies made satellites, in [0, 0.8].
     scale_kpc : float
@@ -58,8 +59,10 @@ def place_satellites(
     z = out["z"].to_numpy(float)
     by_z = centrals[np.argsort(z[centrals], kind="stable")]
     slot = np.searchsorted(z[by_z], z[satellites])
-    slot += rng.integers(-(_NEAREST_IN_Z // 2), _NEAREST_IN_Z // 2 + 1, n_satellites)
-    host = by_z[np.clip(slot, 0, by_z.size - 1)]
+    window = slot[:, None] + np.arange(-(_NEAREST_IN_Z // 2), _NEAREST_IN_Z // 2)[None, :]
+    candidates = by_z[np.clip(window, 0, by_z.size - 1)]
+    luminosity = -out["abs_mag_b"].to_numpy(float)[candidates]
+    host = candidates[np.arange(n_satellites), np.argmax(luminosity, axis=1)]
     kpc_per_arcsec = cosmology.kpc_proper_per_arcmin(z[host]).value / 60.0
     # surface density exp(-r / scale): the projected radius is Gamma(2, scale) distributed
     radius_arcsec = rng.gamma(2.0, scale_kpc, n_satellites) / kpc_per_arcsec

@@ -158,8 +158,8 @@ def test_aperture_flux_of_an_isolated_rich_galaxy_matches_its_magnitude(rich, ba
     assert float(pixels.sum(dtype=np.float64)) == pytest.approx(truth, rel=0.02)
 
 
-def test_rendered_bulge_disk_galaxy_is_redder_in_its_centre(rich):
-    galaxy = one_galaxy(rich, bright=True)
+def centre_minus_outskirts_colour(galaxy: pd.DataFrame) -> float:
+    """g - z inside 0.5" minus g - z between 1.5 and 3 disk half-light radii, noise-free."""
     universe = Universe(galaxy, seed=1, config=validate_sky_config(rich_config()))
     wcs = make_wcs(galaxy.loc[0, "ra"], galaxy.loc[0, "dec"], 0.25, 120)
     g, z = (universe.render(b, wcs, (120, 120), noise=False) for b in ("g", "z"))
@@ -167,11 +167,17 @@ def test_rendered_bulge_disk_galaxy_is_redder_in_its_centre(rich):
     radius = np.hypot(xx - 59.5, yy - 59.5) * 0.25
     hlr = galaxy.loc[0, "hlr_disk"]
     centre, outskirts = radius < 0.5, (radius > 1.5 * hlr) & (radius < 3.0 * hlr)
+    return -2.5 * np.log10(
+        g[centre].sum() / z[centre].sum() * z[outskirts].sum() / g[outskirts].sum()
+    )
 
-    def colour(sel):
-        return -2.5 * np.log10(g[sel].sum() / z[sel].sum())
 
-    assert colour(centre) > colour(outskirts) + 0.1
+def test_rendered_bulge_disk_galaxy_is_redder_in_its_centre(rich):
+    galaxy = one_galaxy(rich, bright=True)
+    # the same galaxy with one bulge fraction in every band: only the g and z PSFs differ
+    one_sed = galaxy.drop(columns=[c for c in galaxy if c.startswith("bulge_frac_")])
+    gradient, psf_only = (centre_minus_outskirts_colour(t) for t in (galaxy, one_sed))
+    assert gradient > psf_only + 0.1
 
 
 def shot_noise(band_name: str, mag: float) -> tuple[np.ndarray, np.ndarray]:
@@ -210,3 +216,34 @@ def test_sky_settings_are_checked():
         validate_sky_config({"clustering": {"satellite_fraction": 2.0}})
     with pytest.raises(ConfigError, match=r"morphology\.model"):
         validate_sky_config({"morphology": {"model": "spiral"}})
+
+
+def test_structure_preview_finds_neighbours_and_draws_the_colour_map(rich):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mantis.sky._structure_preview import (
+        NEIGHBOUR_RADIUS_ARCSEC,
+        draw_structure,
+        most_crowded_galaxy,
+    )
+
+    galaxy, neighbours = most_crowded_galaxy(rich)
+    assert galaxy["mag_r"] < 22.0 and len(neighbours) >= 2
+    others = rich.iloc[neighbours]
+    cosd = np.cos(np.radians(galaxy["dec"]))
+    separation = 3600.0 * np.hypot(
+        (others["ra"] - galaxy["ra"]) * cosd, others["dec"] - galaxy["dec"]
+    )
+    assert (separation < NEIGHBOUR_RADIUS_ARCSEC).all() and (others["mag_r"] < 23.5).all()
+    spans = []
+    # the same sources with one bulge fraction in every band: only the g and z PSFs differ
+    for table in (rich, rich.drop(columns=[c for c in rich if c.startswith("bulge_frac_")])):
+        fig = plt.figure()
+        draw_structure(Universe(table, seed=0), fig)
+        colour_map = fig.axes[1].get_images()[0].get_array()
+        spans.append(np.nanmax(colour_map) - np.nanmin(colour_map))
+        plt.close(fig)
+    assert spans[0] > spans[1] + 0.1
