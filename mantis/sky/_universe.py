@@ -94,8 +94,8 @@ class Universe:
         ----------
         config : mapping, str or None
             A configuration mapping, a name under ``mantis/configs/sky/`` (``'default'``,
-            ``'smoke'``, ``'test'``) or a YAML path; None means ``'default'``. Keys left out
-            take the defaults of the sky schema.
+            ``'smoke'``, ``'test'``, ``'rich'``) or a YAML path; None means ``'default'``. Keys
+            left out take the defaults of the sky schema.
         seed : int
             Seed of every random draw.
 
