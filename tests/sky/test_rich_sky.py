@@ -13,7 +13,7 @@ from mantis.config import config_file, load_yaml
 from mantis.exceptions import ConfigError
 from mantis.sky import Universe
 from mantis.sky._population import field_area_deg2, generate_population, validate_sky_config
-from mantis.sky._render import SkyRenderer, frame_from_wcs
+from mantis.sky._render import NativeFrame, SkyRenderer, frame_from_wcs
 from mantis.sky._seds import galaxy_magnitudes
 from mantis.surveys import BANDS, band, mag_to_nanomaggies
 
@@ -247,3 +247,23 @@ def test_structure_preview_finds_neighbours_and_draws_the_colour_map(rich):
         spans.append(np.nanmax(colour_map) - np.nanmin(colour_map))
         plt.close(fig)
     assert spans[0] > spans[1] + 0.1
+
+
+def noise_frame(native: NativeFrame, x0: int, y0: int) -> NativeFrame:
+    """The window of ``native`` starting at native pixel (x0, y0)."""
+    return NativeFrame(native.key, x0, y0, native.jac, native.ra, native.dec)
+
+
+@pytest.mark.parametrize(("band_name", "scale"), [("r", 0.25), ("NUV", 1.5)])
+def test_window_of_a_native_image_equals_the_image_with_source_noise(rich, band_name, scale):
+    universe = Universe(rich, seed=0, config=validate_sky_config(rich_config()))
+    spec = rich[rich["spec_sample"] != ""].iloc[0]
+    full_wcs = make_wcs(spec["ra"], spec["dec"], scale, 160)
+    native = frame_from_wcs("tile", 0, 0, full_wcs, (160, 160))
+    full = universe.render(band_name, full_wcs, (160, 160), frame=noise_frame(native, 0, 0))
+    window_wcs = full_wcs.deepcopy()
+    window_wcs.wcs.crpix = full_wcs.wcs.crpix - np.array([30.0, 50.0])  # columns 30.., rows 50..
+    window = universe.render(band_name, window_wcs, (64, 64), frame=noise_frame(native, 30, 50))
+    np.testing.assert_array_equal(window, full[50:114, 30:94])
+    noiseless = universe.render(band_name, full_wcs, (160, 160), noise=False)
+    assert not np.array_equal(full, noiseless)
