@@ -430,6 +430,7 @@ class SkyRenderer:
                                local, band_name)  # fmt: skip
         pixels = image.array.astype(np.float32, copy=True)
         if noise and self.source_noise:
+            # imported here: it reads PS1 exposure times from _formats, which imports this
             from mantis.sky._source_noise import add_source_noise
         if noise and frame is not None:
             rows, cols = np.mgrid[frame.y0 : frame.y0 + ny, frame.x0 : frame.x0 + nx]
