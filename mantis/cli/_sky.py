@@ -73,7 +73,7 @@ def _add_universe_options(parser: argparse.ArgumentParser, config_help: str = ""
     parser.add_argument(
         "--config",
         default="default",
-        help="sky configuration: a shipped name (default, smoke, test) or a YAML path"
+        help="sky configuration: a shipped name (default, smoke, test, rich) or a YAML path"
         + config_help,
     )
     parser.add_argument("--seed", type=int, default=0, help="universe seed (default 0)")
