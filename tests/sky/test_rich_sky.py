@@ -267,3 +267,23 @@ def test_window_of_a_native_image_equals_the_image_with_source_noise(rich, band_
     np.testing.assert_array_equal(window, full[50:114, 30:94])
     noiseless = universe.render(band_name, full_wcs, (160, 160), noise=False)
     assert not np.array_equal(full, noiseless)
+
+
+def test_default_options_and_rendering_keep_the_population_cache_name(tmp_path):
+    from mantis.config import config_hash
+    from mantis.sky._universe import POPULATION_VERSION
+
+    small = {"fields": [{**FIELD, "size": 0.05}], "cache_dir": str(tmp_path)}
+    Universe.from_config(small, seed=2)
+    # the cache name the sky had before the morphology, clustering and rendering options
+    before = {
+        k: v
+        for k, v in validate_sky_config(small).items()
+        if k not in ("name", "cache_dir", "morphology", "clustering", "rendering")
+    }
+    before["population_version"] = POPULATION_VERSION
+    assert [p.name for p in tmp_path.iterdir()] == [f"{config_hash(before)}-2.parquet"]
+    Universe.from_config({**small, "rendering": {"source_noise": True}}, seed=2)
+    assert len(list(tmp_path.iterdir())) == 1
+    Universe.from_config({**small, "clustering": {"satellite_fraction": 0.2}}, seed=2)
+    assert len(list(tmp_path.iterdir())) == 2
