@@ -61,7 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_universe_options(mirror)
 
     preview = sub.add_parser("preview", help="draw N objects x nine bands as served")
-    preview.add_argument("--out", required=True, help="output PNG")
+    preview.add_argument(
+        "--out", required=True, help="output PNG (and <stem>.structure.png beside it)"
+    )
     preview.add_argument("--n", type=int, default=6, help="number of objects (default 6)")
     _add_universe_options(preview)
     parser.set_defaults(func=run)
@@ -71,7 +73,7 @@ def _add_universe_options(parser: argparse.ArgumentParser, config_help: str = ""
     parser.add_argument(
         "--config",
         default="default",
-        help="sky configuration: a shipped name (default, smoke, test) or a YAML path"
+        help="sky configuration: a shipped name (default, smoke, test, rich) or a YAML path"
         + config_help,
     )
     parser.add_argument("--seed", type=int, default=0, help="universe seed (default 0)")

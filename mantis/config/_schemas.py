@@ -236,6 +236,30 @@ class SpecSettings(StrictModel):
     elg: ElgSample = ElgSample()
 
 
+class SkyMorphology(StrictModel):
+    """How galaxies are built; the default is the original single-SED model."""
+
+    # single_sed: one SED for bulge and disk, Sersic n = 4 and 1, sizes from luminosity only;
+    # bulge_disk: red bulge and bluer disk SEDs, drawn Sersic indices, sizes shrinking with z
+    model: Literal["single_sed", "bulge_disk"] = "single_sed"
+
+
+class SkyClustering(StrictModel):
+    """Galaxy groups: a fraction of galaxies placed as satellites around centrals."""
+
+    satellite_fraction: float = Field(default=0.0, ge=0, le=0.8)
+    scale_kpc: float = Field(default=40.0, gt=0, le=1000)  # projected exponential scale length
+
+
+class SkyRendering(StrictModel):
+    """Renderer options; they change pixels, never the population."""
+
+    source_noise: bool = False  # Poisson noise of the sources' own photons
+    # galaxies resolved by the PSF and at least this optimal S/N are convolved exactly (FFT);
+    # fainter ones are drawn as the PSF stretched to their second moments
+    exact_min_snr: float = Field(default=30.0, ge=0, le=1e6)
+
+
 class SkySettings(StrictModel):
     """sky/*.yaml: the simulated population (defaults of `mantis.sky`)."""
 
@@ -250,6 +274,9 @@ class SkySettings(StrictModel):
     max_hlr_arcsec: float = Field(default=12.0, ge=0.5, le=60)
     stars: StarSettings = StarSettings()
     spec: SpecSettings = SpecSettings()
+    morphology: SkyMorphology = SkyMorphology()
+    clustering: SkyClustering = SkyClustering()
+    rendering: SkyRendering = SkyRendering()
 
 
 # -- default.yaml, smoke.yaml (the pipeline) ---------------------------------------------------

@@ -21,6 +21,7 @@ from mantis.surveys import BANDS, mag_to_nanomaggies
 
 __all__ = [
     "DEFAULT_SKY_CONFIG",
+    "OPTIONAL_SOURCE_COLUMNS",
     "SOURCE_COLUMNS",
     "field_area_deg2",
     "generate_population",
@@ -49,6 +50,8 @@ _SIZE_LATE = {"alpha": 0.21, "beta": 0.53, "gamma": -1.31, "M0": -20.52, "sigma1
               "sigma2": 0.25}  # fmt: skip
 _SIZE_EARLY = {"a": 0.6, "b": -4.63, "M0": -20.52, "sigma1": 0.48, "sigma2": 0.25}
 
+# columns only skies with bulge + disk galaxies or groups have (see `generate_population`)
+OPTIONAL_SOURCE_COLUMNS = (*(f"bulge_frac_{b.name}" for b in BANDS), "satellite")
 # the defaults and allowed ranges live in the schema, `mantis.config.KINDS["sky"]`
 DEFAULT_SKY_CONFIG: dict[str, Any] = load_settings("sky", {})
 
@@ -122,8 +125,10 @@ def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
     )
     from skypy.galaxies.spectrum import dirichlet_coefficients
 
+    from mantis.sky._bulge_disk import size_evolution
     from mantis.sky._seds import galaxy_magnitudes
 
+    bulge_disk = cfg["morphology"]["model"] == "bulge_disk"
     area = field_area_deg2(field) * u.deg**2
     zgrid = np.linspace(0.01, cfg["z_max"], 120)
     frames = []
@@ -148,6 +153,8 @@ def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
         z = np.asarray(z, dtype=float)
         mags = galaxy_magnitudes(coeff, z, abs_b, cosmology.distmod(z).value)
         rng = np.random.default_rng(_seed(seed, k, pop, "morphology"))
+        if bulge_disk:
+            size_kpc = size_kpc * size_evolution(pop, z)
         hlr = np.degrees(angular_size(size_kpc, z, cosmology).to_value(u.rad)) * 3600.0
         hlr = np.clip(hlr, 0.05, cfg["max_hlr_arcsec"])
         bulge = rng.beta(1.2, 6.0, z.size) if pop == "blue" else rng.beta(6.0, 2.0, z.size)
@@ -169,8 +176,52 @@ def _galaxies(cfg, field, k, seed, cosmology) -> pd.DataFrame:
         frame["temperature"] = np.nan
         for i in range(5):
             frame[f"coeff_{i}"] = coeff[:, i]
+        if bulge_disk:
+            _replace_by_bulge_disk(frame, pop, seed, k, cosmology)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    galaxies = pd.concat(frames, ignore_index=True)
+    clustering = cfg["clustering"]
+    if clustering["satellite_fraction"] > 0:
+        from mantis.sky._groups import place_satellites
+
+        galaxies = place_satellites(
+            galaxies,
+            clustering["satellite_fraction"],
+            clustering["scale_kpc"],
+            np.random.default_rng(_seed(seed, k, "groups")),
+            cosmology,
+        )
+    return galaxies
+
+
+def _replace_by_bulge_disk(frame: pd.DataFrame, pop: str, seed, k, cosmology) -> None:
+    """Swap a population's single-SED columns for those of bulge + disk galaxies, in place."""
+    from skypy.galaxies.spectrum import dirichlet_coefficients
+
+    from mantis.sky._bulge_disk import bulge_disk_components
+
+    z = frame["z"].to_numpy(float)
+    with _legacy_numpy_seed(_seed(seed, k, pop, "components")):
+        coefficients = {
+            "bulge": dirichlet_coefficients(z, **_DIRICHLET["red"]),
+            "disk": dirichlet_coefficients(z, **_DIRICHLET["blue"]),
+        }
+    parts = bulge_disk_components(
+        pop,
+        z,
+        frame["abs_mag_b"].to_numpy(float),
+        cosmology.distmod(z).value,
+        coefficients,
+        frame["hlr_arcsec"].to_numpy(float),
+        np.random.default_rng(_seed(seed, k, pop, "bulge_disk")),
+    )
+    mags, coeff = parts.pop("mags"), parts.pop("coeff")
+    for j, band in enumerate(BANDS):
+        frame[f"mag_{band.name}"] = mags[:, j]
+    for i in range(5):
+        frame[f"coeff_{i}"] = coeff[:, i]
+    for column, values in parts.items():
+        frame[column] = values
 
 
 def _stars(cfg, field, k, seed) -> pd.DataFrame:
@@ -254,8 +305,11 @@ def generate_population(config: Mapping[str, Any], seed: int) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per source with `SOURCE_COLUMNS`; magnitudes are observed AB with Milky-Way
-        extinction applied; ``spec_sample`` is ``'bright' | 'bgs_faint' | 'lrg' | 'elg' | ''``.
+        One row per source with `SOURCE_COLUMNS`, then those of `OPTIONAL_SOURCE_COLUMNS` the
+        configuration asks for (``bulge_frac_<band>``: fraction of the band's flux in the
+        bulge; ``satellite``: placed in a group around a central); magnitudes are observed AB
+        with Milky-Way extinction applied; ``spec_sample`` is
+        ``'bright' | 'bgs_faint' | 'lrg' | 'elg' | ''``.
     """
     from astropy.coordinates import SkyCoord
     from astropy.cosmology import Planck18
@@ -272,6 +326,8 @@ def generate_population(config: Mapping[str, Any], seed: int) -> pd.DataFrame:
             ignore_index=True,
         )
         part["field"] = field["name"]
+        if "satellite" in part:  # stars are no satellites
+            part["satellite"] = part["satellite"].eq(True)
         frames.append(part)
     frame = pd.concat(frames, ignore_index=True)
     coords = SkyCoord(frame["ra"].to_numpy(), frame["dec"].to_numpy(), unit="deg")
@@ -285,4 +341,6 @@ def generate_population(config: Mapping[str, Any], seed: int) -> pd.DataFrame:
     frame["spec_sample"] = _spec_selection(frame, cfg, seed)
     frame.insert(0, "id", [f"sky{seed}-{i:07d}" for i in range(len(frame))])
     assert np.isfinite(mag_to_nanomaggies(frame["mag_r"])).all()
-    return frame[list(SOURCE_COLUMNS)]
+    extra = [c for c in OPTIONAL_SOURCE_COLUMNS if c in frame]
+    frame[extra] = frame[extra].fillna(0.0)  # stars: no bulge, no group
+    return frame[[*SOURCE_COLUMNS, *extra]]

@@ -98,6 +98,9 @@ def draw_preview(
 ) -> Path:
     """Draw ``n_objects`` spectroscopic objects x nine bands as served; write a PNG.
 
+    Beside it, ``<stem>.structure.png`` shows the g - z colour map of a large bulge + disk
+    galaxy and a noisy r-band cutout of the galaxy with the most close neighbours.
+
     Raises
     ------
     ConfigError
@@ -114,6 +117,7 @@ def draw_preview(
     import matplotlib.pyplot as plt
 
     from mantis.sky._server import load_universe
+    from mantis.sky._structure_preview import draw_structure
 
     universe = load_universe(config, seed)
     objects = pick_objects(universe, n_objects)
@@ -139,6 +143,20 @@ def draw_preview(
                 ax.set_ylabel(f"{obj.id}\nz={obj.z:.2f}", fontsize=7)
     fig.suptitle(f"mantis sky '{config}' (seed {seed}) as served: asinh stretch", fontsize=9)
     fig.tight_layout()
+    _save_atomic(fig, out)
+    structure = plt.figure(figsize=(10.0, 3.6))
+    draw_structure(universe, structure)
+    structure.suptitle(f"mantis sky '{config}' (seed {seed}): colour gradient and neighbours",
+                       fontsize=9)  # fmt: skip
+    structure.tight_layout()
+    _save_atomic(structure, out.with_name(f"{out.stem}.structure.png"))
+    return out
+
+
+def _save_atomic(fig, out: Path) -> None:
+    """Write ``fig`` as a PNG to a temporary name beside ``out``, rename it, close ``fig``."""
+    import matplotlib.pyplot as plt
+
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".png", delete=False) as handle:
         partial = Path(handle.name)
@@ -148,4 +166,3 @@ def draw_preview(
     finally:
         plt.close(fig)
         partial.unlink(missing_ok=True)
-    return out

@@ -104,14 +104,24 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def stationary_normal(seed: int, key: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Draw standard normal deviates fixed by (seed, key, native pixel): one pixel, one value."""
+def _pixel_hash(seed: int, key: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     base = np.uint64(
         int.from_bytes(hashlib.sha256(f"{seed}/{key}".encode()).digest()[:8], "little")
     )
     xs = np.asarray(xs, dtype=np.int64).view(np.uint64)
     ys = np.asarray(ys, dtype=np.int64).view(np.uint64)
-    h = _splitmix64(_splitmix64(xs ^ base) ^ ys)
+    return _splitmix64(_splitmix64(xs ^ base) ^ ys)
+
+
+def stationary_uniform(seed: int, key: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Draw uniform deviates in (0, 1) fixed by (seed, key, native pixel)."""
+    h = _pixel_hash(seed, key, xs, ys)
+    return ((_splitmix64(h) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
+def stationary_normal(seed: int, key: str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Draw standard normal deviates fixed by (seed, key, native pixel): one pixel, one value."""
+    h = _pixel_hash(seed, key, xs, ys)
     u1 = ((_splitmix64(h) >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
     u2 = (_splitmix64(h ^ _MIX1) >> np.uint64(11)).astype(np.float64) / 2.0**53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
@@ -194,12 +204,38 @@ class SkyRenderer:
         `mantis.sky._population.SOURCE_COLUMNS`.
     seed : int
         Seed of the PSF pattern and of the noise.
+    source_noise : bool
+        Add the sources' own photon noise (`mantis.sky._source_noise`) when noise is on.
+    exact_min_snr : float
+        Resolved galaxies at least this optimal S/N are convolved exactly (GalSim FFT);
+        fainter ones are drawn as the PSF stretched to their second moments.
+
+    Notes
+    -----
+    With columns ``bulge_frac_<band>`` (bulge + disk galaxies with their own SEDs) the light
+    is split between bulge and disk band by band, in both drawing paths, so galaxies have
+    colour gradients; without them every band uses ``bulge_frac``.
     """
 
-    def __init__(self, sources: pd.DataFrame, seed: int = 0) -> None:
+    def __init__(
+        self,
+        sources: pd.DataFrame,
+        seed: int = 0,
+        *,
+        source_noise: bool = False,
+        exact_min_snr: float = FAST_SNR,
+    ) -> None:
         from scipy.spatial import cKDTree
 
         self.seed = int(seed)
+        self.source_noise = bool(source_noise)
+        self.exact_min_snr = float(exact_min_snr)
+        # per-band bulge light fractions (bulge + disk SEDs); None: one fraction for all bands
+        self._band_bulge = (
+            {b.name: sources[f"bulge_frac_{b.name}"].to_numpy(float) for b in BANDS}
+            if all(f"bulge_frac_{b.name}" in sources for b in BANDS)
+            else None
+        )
         self._ra = sources["ra"].to_numpy(float)
         self._dec = sources["dec"].to_numpy(float)
         self._tree = cKDTree(_unit_vectors(self._ra, self._dec))
@@ -219,12 +255,17 @@ class SkyRenderer:
         self._max_extent = float(self._extent.max()) if len(self._extent) else 0.0
         self._hlr = np.maximum(self._morph["hlr_disk"], self._morph["hlr_bulge"])
         self._cov_galaxy = self._galaxy_covariances()
-        self._galaxy_cache: dict[int, galsim.GSObject] = {}
+        if self._band_bulge is not None:
+            self._cov_components = {
+                kind: self._galaxy_covariances(only=kind) for kind in ("disk", "bulge")
+            }
+        self._galaxy_cache: dict[int | tuple[int, str], galsim.GSObject] = {}
 
-    def _galaxy_covariances(self) -> np.ndarray:
+    def _galaxy_covariances(self, only: str | None = None) -> np.ndarray:
         """Second-moment-equivalent (east, north) covariances of each galaxy, arcsec², (n, 2, 2).
 
-        Each Sersic component counts as the Gaussian with its half-light radius and axis ratio.
+        Each Sersic component counts as the Gaussian with its half-light radius and axis ratio;
+        ``only='disk'`` or ``'bulge'`` gives that component's alone (at unit weight).
         """
         m = self._morph
         theta = np.radians(90.0 - m["pa_deg"])
@@ -232,6 +273,10 @@ class SkyRenderer:
         frac = np.clip(m["bulge_frac"], 0.0, 1.0)
         cov = np.zeros((len(theta), 2, 2))
         for kind, weight in (("disk", 1.0 - frac), ("bulge", frac)):
+            if only is not None:
+                if kind != only:
+                    continue
+                weight = np.ones_like(frac)
             q = np.clip(m[f"q_{kind}"], 0.05, 1.0)
             var = (np.nan_to_num(m[f"hlr_{kind}"]) / _HLR_PER_SIGMA) ** 2 * weight
             major, minor = var / q, var * q
@@ -248,9 +293,10 @@ class SkyRenderer:
         return _noise_sigma(band_name, round(fwhm, 4), tuple(np.round(jac, 5).ravel()))
 
     # -- drawing -----------------------------------------------------------------------------
-    def _galaxy(self, i: int) -> galsim.GSObject:
+    def _galaxy(self, i: int, band_name: str) -> galsim.GSObject:
         """Unit-flux bulge + disk profile of source ``i`` (cached: built once per source)."""
-        obj = self._galaxy_cache.get(i)
+        key = i if self._band_bulge is None else (i, band_name)
+        obj = self._galaxy_cache.get(key)
         if obj is not None:
             return obj
         import galsim
@@ -258,14 +304,18 @@ class SkyRenderer:
         m = self._morph
         beta = (90.0 - m["pa_deg"][i]) * galsim.degrees  # PA east of north -> angle from east
         parts = []
-        frac = float(np.clip(m["bulge_frac"][i], 0.0, 1.0))
+        bulge = m["bulge_frac"] if self._band_bulge is None else self._band_bulge[band_name]
+        frac = float(np.clip(bulge[i], 0.0, 1.0))
         for kind, weight in (("disk", 1.0 - frac), ("bulge", frac)):
             hlr = float(m[f"hlr_{kind}"][i])
             if weight <= 0 or hlr <= 0:
                 continue
+            n = float(m[f"n_{kind}"][i])
+            # below n = 1 the light beyond the truncation radius is under 2e-5 of the total
+            # (an exponential's), and GalSim may fail to solve for the truncated profile there
             prof = galsim.Sersic(
-                n=float(m[f"n_{kind}"][i]), half_light_radius=hlr,
-                trunc=SERSIC_TRUNC_HLR * hlr, flux_untruncated=False,
+                n=n, half_light_radius=hlr,
+                trunc=SERSIC_TRUNC_HLR * hlr if n >= 1.0 else 0.0, flux_untruncated=False,
             )  # fmt: skip
             q = float(np.clip(m[f"q_{kind}"][i], 0.05, 1.0))
             if q < 1.0:
@@ -275,7 +325,7 @@ class SkyRenderer:
         obj = obj.withFlux(1.0)
         if len(self._galaxy_cache) > 200_000:
             self._galaxy_cache.clear()
-        self._galaxy_cache[i] = obj
+        self._galaxy_cache[key] = obj
         return obj
 
     def render(
@@ -331,15 +381,18 @@ class SkyRenderer:
             hlr = self._hlr[idx]
             point_like = self._point[idx] | (hlr < POINT_LIKE_HLR_FWHM * fwhm)
             use_fft = ~point_like & (hlr >= COMPACT_HLR_FWHM * fwhm)
-            use_fft &= flux * snr_per_flux >= FAST_SNR
+            use_fft &= flux * snr_per_flux >= self.exact_min_snr
             cov = np.where(point_like[:, None, None], 0.0, self._cov_galaxy[idx])
             cov = cov + np.eye(2) * (fwhm / FWHM_PER_SIGMA) ** 2
             radius_fwhm = np.where(flux * snr_per_flux < FAST_SNR, FAINT_RADIUS_FWHM,
                                    PSF_RADIUS_FWHM[band.survey])  # fmt: skip
             # a source is kept if the stamp it is drawn with reaches the image: then a window
             # of a larger image gets every source the larger image got there
-            reach = np.where(use_fft, radius_pix,
-                             stamp_halves(cov, jac, radius_fwhm, MAX_STAMP_HALF) + 1)  # fmt: skip
+            parts = self._analytic_parts(band_name, idx, flux, point_like, cov, fwhm)
+            analytic_half = np.max(
+                [stamp_halves(c, jac, radius_fwhm, MAX_STAMP_HALF) for _, c in parts], axis=0
+            )
+            reach = np.where(use_fft, radius_pix, analytic_half + 1)
             inside = (
                 np.isfinite(x) & np.isfinite(y)
                 & (x + reach >= -0.5) & (x - reach <= nx - 0.5)
@@ -347,14 +400,23 @@ class SkyRenderer:
             )  # fmt: skip
             idx, flux, x, y = idx[inside], flux[inside], x[inside], y[inside]
             radius_pix, use_fft = radius_pix[inside], use_fft[inside]
-            cov, radius_fwhm = cov[inside], radius_fwhm[inside]
+            radius_fwhm = radius_fwhm[inside]
             analytic = ~use_fft
+            parts = [(f[inside][analytic], c[inside][analytic]) for f, c in parts]
+            n_parts = len(parts)
             accumulated = np.zeros((ny, nx))
             add_profiles(
-                accumulated, x[analytic], y[analytic], flux[analytic], cov[analytic], jac,
-                psf_fwhm=fwhm, moffat_beta=MOFFAT_BETA if band.survey == "ps1" else None,
-                radius_fwhm=radius_fwhm[analytic], max_half=MAX_STAMP_HALF,
-            )  # fmt: skip
+                accumulated,
+                np.tile(x[analytic], n_parts),
+                np.tile(y[analytic], n_parts),
+                np.concatenate([f for f, _ in parts]),
+                np.concatenate([c for _, c in parts]),
+                jac,
+                psf_fwhm=fwhm,
+                moffat_beta=MOFFAT_BETA if band.survey == "ps1" else None,
+                radius_fwhm=np.tile(radius_fwhm[analytic], n_parts),
+                max_half=MAX_STAMP_HALF,
+            )
             image.array[:, :] += accumulated
             for i, f, xi, yi, half in zip(
                 idx[use_fft],
@@ -365,18 +427,46 @@ class SkyRenderer:
                 strict=True,
             ):
                 self._draw_one(image, int(i), float(f), float(xi), float(yi), int(half), psf,
-                               local)  # fmt: skip
+                               local, band_name)  # fmt: skip
         pixels = image.array.astype(np.float32, copy=True)
+        if noise and self.source_noise:
+            # imported here: it reads PS1 exposure times from _formats, which imports this
+            from mantis.sky._source_noise import add_source_noise
         if noise and frame is not None:
             rows, cols = np.mgrid[frame.y0 : frame.y0 + ny, frame.x0 : frame.x0 + nx]
             deviates = stationary_normal(self.seed, f"{band_name}/{frame.key}", cols, rows)
             pixels += (sigma * deviates).astype(np.float32)
+            if self.source_noise:
+                uniform = stationary_uniform(self.seed, f"{band_name}/{frame.key}/source",
+                                             cols, rows)  # fmt: skip
+                add_source_noise(pixels, image.array, band_name, uniform)
         elif noise:
-            rng = np.random.default_rng(_noise_seed(self.seed, band_name, ra_c, dec_c, (ny, nx)))
+            noise_seed = _noise_seed(self.seed, band_name, ra_c, dec_c, (ny, nx))
+            rng = np.random.default_rng(noise_seed)
             pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
+            if self.source_noise:
+                uniform = np.random.default_rng([noise_seed, 1]).random(pixels.shape)
+                add_source_noise(pixels, image.array, band_name, np.maximum(uniform, 2.0**-54))
         return pixels
 
-    def _draw_one(self, image, i, flux, x, y, half, psf, local) -> None:
+    def _analytic_parts(self, band_name, idx, flux, point_like, cov, fwhm):
+        """(flux, covariance + PSF) of each profile the analytic path draws for ``idx``.
+
+        One profile per source (galaxy and PSF second moments together); with per-band bulge
+        fractions two, the bulge and the disk, each with its share of the band's flux.
+        """
+        if self._band_bulge is None:
+            return [(flux, cov)]
+        psf_cov = np.eye(2) * (fwhm / FWHM_PER_SIGMA) ** 2
+        frac = np.where(point_like, 0.0, np.clip(self._band_bulge[band_name][idx], 0.0, 1.0))
+        return [
+            (flux * (1.0 - frac), np.where(point_like[:, None, None], 0.0,
+                                           self._cov_components["disk"][idx]) + psf_cov),
+            (flux * frac, np.where(point_like[:, None, None], 0.0,
+                                   self._cov_components["bulge"][idx]) + psf_cov),
+        ]  # fmt: skip
+
+    def _draw_one(self, image, i, flux, x, y, half, psf, local, band_name) -> None:
         """Draw galaxy ``i`` exactly (GalSim FFT convolution with the PSF) into ``image``."""
         import galsim
 
@@ -389,7 +479,9 @@ class SkyRenderer:
             return
         stamp = galsim.ImageF(bounds, wcs=local)
         offset = galsim.PositionD(gx - ix, gy - iy)
-        obj = galsim.Convolve(self._galaxy(i), psf, real_space=False, gsparams=_FFT_GSPARAMS())
+        obj = galsim.Convolve(
+            self._galaxy(i, band_name), psf, real_space=False, gsparams=_FFT_GSPARAMS()
+        )
         obj = obj.withFlux(flux)
         obj.drawImage(image=stamp, offset=offset, method="no_pixel")
         image[overlap] += stamp[overlap]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["POPULATION_VERSION", "Universe", "default_cache_dir", "write_catalog"]
 
 POPULATION_VERSION = 1  # bump when the population model changes, so caches are rebuilt
+_OPTIONAL_POPULATION_KEYS = ("morphology", "clustering")
 MAG_COLUMNS = tuple(f"mag_{b.name}" for b in BANDS)
 
 
@@ -93,8 +94,8 @@ class Universe:
         ----------
         config : mapping, str or None
             A configuration mapping, a name under ``mantis/configs/sky/`` (``'default'``,
-            ``'smoke'``, ``'test'``) or a YAML path; None means ``'default'``. Keys left out
-            take the defaults of the sky schema.
+            ``'smoke'``, ``'test'``, ``'rich'``) or a YAML path; None means ``'default'``. Keys
+            left out take the defaults of the sky schema.
         seed : int
             Seed of every random draw.
 
@@ -116,7 +117,15 @@ class Universe:
             config.setdefault("name", Path(name).stem if is_path else name)
         cfg = validate_sky_config(config, origin=origin)
         cache_dir = Path(cfg.pop("cache_dir", None) or default_cache_dir())
-        hashed = {k: v for k, v in cfg.items() if k != "name"}
+        # renderer options never change the population, and the population options left at
+        # their defaults keep the cache names the sky had before they existed
+        defaults = validate_sky_config({})
+        hashed = {
+            k: v
+            for k, v in cfg.items()
+            if k not in ("name", "rendering")
+            and not (k in _OPTIONAL_POPULATION_KEYS and v == defaults[k])
+        }
         hashed["population_version"] = POPULATION_VERSION
         path = cache_dir / f"{config_hash(hashed)}-{int(seed)}.parquet"
         if path.is_file():
@@ -187,7 +196,8 @@ class Universe:
         if self._renderer is None:
             from mantis.sky._render import SkyRenderer
 
-            self._renderer = SkyRenderer(self._sources, seed=self.seed)
+            options = (self.config or {}).get("rendering", {})
+            self._renderer = SkyRenderer(self._sources, seed=self.seed, **options)
         return self._renderer
 
     def psf_fwhm(self, band: str, ra: float, dec: float) -> float:
