@@ -31,7 +31,7 @@ from mantis.data.testing import write_synthetic_dataset
 from mantis.models import RedshiftModule
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "train.json"
-LOOPS = ("network", "loop", "loop-1-worker", "per-sample")
+LOOPS = ("network", "loop", "loop-1-worker", "per-sample", "batches", "per-sample-batches")
 
 
 class PerSampleData(MantisDataModule):
@@ -69,6 +69,16 @@ class SteadyRate(pl.Callback):
     @property
     def rate(self) -> float:
         return self.samples / (self.stop - self.start)
+
+
+def batch_rate(loader: DataLoader, n_batches: int) -> float:
+    """Samples/s of a loader alone (no training), first batch left out."""
+    batches = iter(loader)
+    next(batches)
+    start, samples = time.perf_counter(), 0
+    for _, batch in zip(range(n_batches - 1), batches, strict=False):
+        samples += len(batch["z"])
+    return samples / (time.perf_counter() - start)
 
 
 def fit_rate(module: RedshiftModule, n_batches: int, **fit_kwargs) -> float:
@@ -113,15 +123,25 @@ def bench_net(path: Path, fusion: str, args: argparse.Namespace) -> dict:
     data.teardown()
     prepared = DataLoader(held, batch_size=None, collate_fn=lambda batch: batch)
 
+    def data(data_class: type[MantisDataModule], workers: int) -> MantisDataModule:
+        return data_class(str(path), fusion=fusion, batch_size=args.batch, num_workers=workers)
+
     def through(data_class: type[MantisDataModule], workers: int) -> float:
-        data = data_class(str(path), fusion=fusion, batch_size=args.batch, num_workers=workers)
-        return fit_rate(module, args.batches, datamodule=data)
+        return fit_rate(module, args.batches, datamodule=data(data_class, workers))
+
+    def alone(data_class: type[MantisDataModule]) -> float:
+        source = data(data_class, 0)
+        rate = batch_rate(source.train_dataloader(), args.batches)
+        source.teardown()
+        return rate
 
     loops = {
         "network": lambda: fit_rate(module, args.batches, train_dataloaders=prepared),
         "loop": lambda: through(MantisDataModule, 0),
         "loop-1-worker": lambda: through(MantisDataModule, 1),
         "per-sample": lambda: through(PerSampleData, 1),  # the earlier shipped configs: 1
+        "batches": lambda: alone(MantisDataModule),  # the data path alone, in process
+        "per-sample-batches": lambda: alone(PerSampleData),
     }
     rates: dict[str, list[float]] = {name: [] for name in LOOPS}
     for round_ in range(args.rounds):
@@ -133,9 +153,7 @@ def bench_net(path: Path, fusion: str, args: argparse.Namespace) -> dict:
         "net": module.hparams["net"],
         "rates": rates,
         "median": medians,
-        "loop_over_network": ratios(rates["loop"], rates["network"]),
-        "loop_1_worker_over_network": ratios(rates["loop-1-worker"], rates["network"]),
-        "per_sample_over_network": ratios(rates["per-sample"], rates["network"]),
+        "over_network": {name: ratios(rates[name], rates["network"]) for name in LOOPS[1:]},
         "load_train_split_s": setup_s,
     }
 
@@ -170,15 +188,11 @@ def main() -> None:
             )
         results = [bench_net(path, fusion, args) for fusion in args.nets]
 
-    print(f"\n{'net':12s}" + "".join(f"{name + '/s':>15s}" for name in LOOPS)
-          + "".join(f"{name + '/network':>23s}" for name in LOOPS[1:]))  # fmt: skip
+    print(f"\n{'net':12s} {'loop':20s} {'samples/s':>10s} {'x network':>10s}")
     for r in results:
-        per_round = [r[f"{name.replace('-', '_')}_over_network"] for name in LOOPS[1:]]
-        print(
-            f"{r['net']:12s}"
-            + "".join(f"{r['median'][name]:15.1f}" for name in LOOPS)
-            + "".join(f"{statistics.median(values):23.2f}" for values in per_round)
-        )
+        for name in LOOPS:
+            ratio = statistics.median(r["over_network"][name]) if name != "network" else 1.0
+            print(f"{r['net']:12s} {name:20s} {r['median'][name]:10.1f} {ratio:10.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "threads": torch.get_num_threads(),
