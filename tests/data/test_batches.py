@@ -114,3 +114,18 @@ def test_datamodule_reads_from_the_file_over_its_memory_limit(synthetic_h5, caps
     dm.teardown()
     with pytest.raises(DatasetError, match="max_memory_gb"):
         MantisDataModule(str(synthetic_h5), max_memory_gb=-1)
+
+
+def test_training_batches_repeat_under_a_seed(synthetic_h5):
+    firsts = []
+    for _ in range(2):
+        dm = MantisDataModule(str(synthetic_h5), fusion="late", batch_size=8)
+        torch.manual_seed(5)
+        firsts.append(next(iter(dm.train_dataloader())))
+        dm.teardown()
+    assert torch.equal(firsts[0]["index"], firsts[1]["index"])
+    for group in GROUPS:
+        assert torch.equal(firsts[0]["image"][group], firsts[1]["image"][group])
+    torch.manual_seed(6)
+    other = next(iter(MantisDataModule(str(synthetic_h5), batch_size=8).train_dataloader()))
+    assert not torch.equal(other["index"], firsts[0]["index"])
