@@ -1,5 +1,6 @@
 """Loading the HDF5 dataset for training: Dataset, DataModule, augmentation, sampling."""
 
+from mantis.data._batches import SplitBatches, keep_batch
 from mantis.data._datamodule import MantisDataModule
 from mantis.data._dataset import (
     FUSIONS,
@@ -14,7 +15,9 @@ from mantis.data._transforms import (
     ArcsinhStretch,
     RandomDihedral,
     dihedral,
+    dihedral_batch,
     dihedral_inverse,
+    random_dihedral_elements,
 )
 from mantis.stack import SPLITS, DatasetError  # re-exported: the store's, not a copy
 
@@ -27,11 +30,15 @@ __all__ = [
     "H5Dataset",
     "MantisDataModule",
     "RandomDihedral",
+    "SplitBatches",
     "balanced_sampler",
     "dihedral",
+    "dihedral_batch",
     "dihedral_inverse",
     "estimate_noise_sigma",
     "image_groups",
+    "keep_batch",
+    "random_dihedral_elements",
     "read_spec",
     "redshift_balance",
 ]

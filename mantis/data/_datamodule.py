@@ -6,14 +6,13 @@ import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from mantis.data._batches import SplitBatches, keep_batch
 from mantis.data._dataset import (
-    H5Dataset,
     estimate_noise_sigma,
     image_groups,
     read_spec,
 )
 from mantis.data._sampler import balanced_sampler, redshift_balance
-from mantis.data._transforms import RandomDihedral
 from mantis.stack import SPLITS, DatasetError, DatasetReader
 from mantis.zgrid import ZGrid
 
@@ -35,9 +34,14 @@ class MantisDataModule(pl.LightningDataModule):
     batch_size : int
         Objects per batch (per process under DDP).
     num_workers : int
-        DataLoader worker processes.
+        DataLoader worker processes (0: batches are made in the training process, the fastest
+        on a few cores once the split is in memory).
     augment : bool
         Apply a random flip/rotation of the square to each training sample.
+    max_memory_gb : float
+        Hold a split's image and valid arrays in memory (read from the file once) when they
+        take at most this many GiB; a larger split is read from the file batch by batch
+        (much slower: each random batch decompresses many HDF5 chunks). 0 never holds one.
     balance_redshift : bool
         Draw training objects with weights that flatten n(z); the model divides that prior
         back out at inference (`prior_correction`).
@@ -62,6 +66,7 @@ class MantisDataModule(pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         augment: bool = True,
+        max_memory_gb: float = 8.0,
         balance_redshift: bool = False,
         balance_bins: int = 40,
         noise_objects: int = 256,
@@ -81,6 +86,9 @@ class MantisDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.augment = augment
+        if not max_memory_gb >= 0:
+            raise DatasetError(f"max_memory_gb must be >= 0, got {max_memory_gb!r}")
+        self.max_memory_gb = float(max_memory_gb)
         self.balance_redshift = balance_redshift
         self.balance_bins = balance_bins
         self.noise_objects = noise_objects
@@ -91,7 +99,7 @@ class MantisDataModule(pl.LightningDataModule):
         self.zgrid = ZGrid(z_min, z_max, n_z)
         self.rows: dict[str, np.ndarray] = {}
         self._noise: dict[str, list[float]] | None = None
-        self._open_datasets: list[H5Dataset] = []
+        self._open_datasets: list[SplitBatches] = []
 
     def setup(self, stage: str | None = None) -> None:
         """Index the splits (cheap; safe to call on every process)."""
@@ -137,10 +145,18 @@ class MantisDataModule(pl.LightningDataModule):
 
     def _loader(self, name: str, *, train: bool) -> DataLoader:
         self.setup()
-        transform = RandomDihedral() if (train and self.augment) else None
-        dataset = H5Dataset(
-            self.path, self.rows[name], image_groups(self.spec), transform=transform
+        dataset = SplitBatches(
+            self.path,
+            self.rows[name],
+            image_groups(self.spec),
+            augment=train and self.augment,
+            max_memory_gb=self.max_memory_gb,
         )
+        if not dataset.in_memory and len(dataset):
+            print(
+                f"mantis: the {name} split takes {dataset.split_bytes / 2**30:.1f} GiB, over "
+                f"data.max_memory_gb={self.max_memory_gb:g}; reading its batches from the file"
+            )
         self._open_datasets.append(dataset)
         sampler = None
         if train and self.balance_redshift:
@@ -154,10 +170,11 @@ class MantisDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             drop_last=train and len(dataset) > self.batch_size,
+            collate_fn=keep_batch,
         )
 
     def teardown(self, stage: str | None = None) -> None:
-        """Release the HDF5 handles so that the file can be rewritten in this process."""
+        """Release the HDF5 handles and the splits held in memory."""
         for dataset in self._open_datasets:
             dataset.close()
         self._open_datasets.clear()

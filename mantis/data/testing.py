@@ -133,18 +133,28 @@ def synthetic_dataset(
     return arrays, attrs
 
 
-def write_synthetic_dataset(path: str | os.PathLike, n_objects: int = 64, **kwargs) -> Path:
+def write_synthetic_dataset(
+    path: str | os.PathLike,
+    n_objects: int = 64,
+    *,
+    chunk_objects: int = 1,
+    compression: str | None = None,
+    **kwargs,
+) -> Path:
     """Write `synthetic_dataset` to an HDF5 file at ``path`` (atomically) and return the path.
 
-    Keyword arguments go to `synthetic_dataset`.
+    ``chunk_objects`` and ``compression`` go to `DatasetWriter` (``64`` and ``'lzf'`` give the
+    layout ``mantis build`` writes by default); other keyword arguments go to
+    `synthetic_dataset`.
     """
     path = Path(path)
     arrays, attrs = synthetic_dataset(n_objects, **kwargs)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     attrs = {**attrs, "catalog_hash": attrs["config_hash"]}
-    with DatasetWriter(tmp, n_objects=n_objects, attrs=attrs, chunk_objects=1,
-                       compression=None) as writer:  # fmt: skip
+    with DatasetWriter(
+        tmp, n_objects=n_objects, attrs=attrs, chunk_objects=chunk_objects, compression=compression
+    ) as writer:
         writer.write(0, arrays)
     tmp.replace(path)
     return path
