@@ -5,8 +5,10 @@
    then fetch (cold cache) → build → network → write with one chunk fetched at a time and
    with two (each with half the cap), then the same catalogue again with the cache warm;
    ``--serial`` adds fetch and build of a chunk in turn in one thread (the earliest pipeline).
-   Beyond the 105 spec-z galaxies of the ``test`` sky, any of its sources are added. The
-   network is the deterministic stand-in unless ``--checkpoint`` names a trained one.
+   ``--flat-sky`` serves constant pixels instead, so that the server's rendering does not
+   compete with the client for the CPU. Beyond the 105 spec-z galaxies of the ``test`` sky,
+   any of its sources are added. The network is the deterministic stand-in unless
+   ``--checkpoint`` names a trained one.
 2. Peak resident memory (VmHWM of a fresh subprocess) predicting 1e4 and 2e5 rows with
    the stand-in network and stand-in arrays (no fetching), to show memory does not grow
    with catalogue length.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,7 +86,13 @@ def fetch_alone(spec: pd.DataFrame, cache: Path, url: str, latency_ms: float) ->
 
 
 def bench_end_to_end(
-    tmp: Path, n: int, latency_ms: float, checkpoint: str | None, batch_size: int, serial: bool
+    tmp: Path,
+    n: int,
+    latency_ms: float,
+    checkpoint: str | None,
+    batch_size: int,
+    serial: bool,
+    flat: bool,
 ) -> list[dict]:
     from mantis.config import load_config
     from mantis.predict import CutoutSource, predict_catalog
@@ -114,7 +123,14 @@ def bench_end_to_end(
     if serial:
         cases.insert(0, ("cold cache, fetch+build serial", "cache-serial", True, 1))
     rows = []
-    with running_server(config="test", seed=0, latency_ms=latency_ms) as url:
+    server_sky = "test"
+    if flat:  # bench_group's sky of constant pixels: the server's rendering costs nothing
+        scripts = str(Path(__file__).resolve().parent)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (scripts, os.environ.get("PYTHONPATH")) if p
+        )
+        server_sky = "bench_group:FlatSky"
+    with running_server(config=server_sky, seed=0, latency_ms=latency_ms) as url:
         rows.append(fetch_alone(spec, tmp / "cache-fetch", url, latency_ms))
         for k, (label, cache, one_thread, lanes) in enumerate(cases):
             source = CutoutSource(str(tmp / cache), url, build_config=config, fetch_lanes=lanes)
@@ -138,6 +154,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", default=None, help="trained model (default: stand-in)")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    flat_help = "serve constant pixels (bench_group's FlatSky), not the test sky"
+    parser.add_argument("--flat-sky", action="store_true", help=flat_help)
     parser.add_argument("--serial", action="store_true", help="also fetch+build in one thread")
     args = parser.parse_args()
     result: dict = {"network": args.checkpoint or "stand-in"}
@@ -145,7 +163,8 @@ def main() -> int:
         tmp = Path(tmp)
         if not args.skip_e2e:
             e2e = bench_end_to_end(tmp, args.objects, args.latency_ms, args.checkpoint,
-                                   args.batch_size, args.serial)  # fmt: skip
+                                   args.batch_size, args.serial, args.flat_sky)  # fmt: skip
+            result["server_sky"] = "flat" if args.flat_sky else "test"
             result["end_to_end"] = e2e
             rate = {r["case"]: r["galaxies_per_s"] for r in e2e}
             staged_cold = rate["cold cache, staged threads"]
