@@ -82,10 +82,13 @@ class CutoutSource:
         -------
         mantis.fetch.FetchSummary
         """
+        return self._fetch(chunk, self.lanes)
+
+    def _fetch(self, chunk: pd.DataFrame, lanes: int) -> Any:
         from mantis.fetch import fetch_catalog, load_fetch_config
 
         config = load_fetch_config(self.fetch_config)
-        config["client"]["concurrency_per_host"] = max(1, self._cap() // self.lanes)
+        config["client"]["concurrency_per_host"] = max(1, self._cap() // lanes)
         return fetch_catalog(
             chunk[["id", "ra", "dec"]],
             cache_dir=self.cache_dir,
@@ -114,8 +117,8 @@ class CutoutSource:
         return arrays
 
     def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Fetch then build the arrays for ``chunk``."""
-        self.fetch(chunk)
+        """Fetch (with the whole per-host cap: one call at a time) then build ``chunk``."""
+        self._fetch(chunk, 1)
         return self.build(chunk)
 
 

@@ -163,4 +163,6 @@ def test_cutout_source_lanes_share_the_per_host_cap(tmp_path, monkeypatch):
     alone = CutoutSource(str(tmp_path), fetch_config={"client": {"concurrency_per_host": 1}})
     assert alone.lanes == 1
     alone.fetch(chunk)
-    assert caps == [7, 1]  # two lanes of 7 stay within 15; one lane of 1 within 1
+    monkeypatch.setattr(CutoutSource, "build", lambda self, chunk: {})
+    source.arrays(chunk)  # one call at a time (as `mantis serve` fetches) gets the whole cap
+    assert caps == [7, 1, 15]  # two lanes of 7 stay within 15; one lane of 1 within 1
