@@ -174,7 +174,10 @@ def iter_table_chunks(path: str | os.PathLike, chunk_rows: int) -> Iterator[pd.D
     elif kind == "parquet":
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        # Streamed column chunks, one thread: a file written as one row group of a million
+        # rows would otherwise be read (and kept by the allocator) whole.
+        handle = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        for batch in handle.iter_batches(batch_size=chunk_rows, use_threads=False):
             yield batch.to_pandas()
     elif kind == "votable":
         table = read_table(path)

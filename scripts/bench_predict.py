@@ -1,9 +1,13 @@
 """Benchmark `mantis predict`: end-to-end galaxies/s and peak memory against catalogue size.
 
-1. End to end against ``mantis sky serve`` with 200 ms latency per request: fetch (cold cache)
-   → build → network → write, with fetch and build of a chunk in turn in one thread (the
-   earlier pipeline) and in separate threads (fetching runs ahead), then the same catalogue
-   again with the cache warm. The network is the deterministic stand-in unless
+1. End to end against ``mantis sky serve`` with 200 ms latency per request: the fetch alone
+   (one `fetch_catalog` call over the whole catalogue, the pace the politeness cap allows),
+   then fetch (cold cache) → build → network → write with one chunk fetched at a time and
+   with two (each with half the cap), then the same catalogue again with the cache warm;
+   ``--serial`` adds fetch and build of a chunk in turn in one thread (the earliest pipeline).
+   ``--flat-sky`` serves constant pixels instead, so that the server's rendering does not
+   compete with the client for the CPU. Beyond the 105 spec-z galaxies of the ``test`` sky,
+   any of its sources are added. The network is the deterministic stand-in unless
    ``--checkpoint`` names a trained one.
 2. Peak resident memory (VmHWM of a fresh subprocess) predicting 1e4 and 2e5 rows with
    the stand-in network and stand-in arrays (no fetching), to show memory does not grow
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -69,15 +74,37 @@ class SerialSource:
         return self.inner.arrays(chunk)
 
 
+def fetch_alone(spec: pd.DataFrame, cache: Path, url: str, latency_ms: float) -> dict:
+    """The fetch of the whole catalogue in one call: the pace the services allow."""
+    from mantis.fetch import fetch_catalog
+
+    t0 = time.perf_counter()
+    fetch_catalog(spec[["id", "ra", "dec"]], cache_dir=cache, endpoint=url, progress=False)
+    dt = time.perf_counter() - t0
+    return {"case": "fetch alone, cold cache", "latency_ms": latency_ms, "objects": len(spec),
+            "batch_size": len(spec), "seconds": dt, "galaxies_per_s": len(spec) / dt}  # fmt: skip
+
+
 def bench_end_to_end(
-    tmp: Path, n: int, latency_ms: float, checkpoint: str | None, batch_size: int
+    tmp: Path,
+    n: int,
+    latency_ms: float,
+    checkpoint: str | None,
+    batch_size: int,
+    serial: bool,
+    flat: bool,
 ) -> list[dict]:
     from mantis.config import load_config
     from mantis.predict import CutoutSource, predict_catalog
     from mantis.predict.testing import StandInPredictor
     from mantis.sky import Universe, running_server
 
-    spec = Universe.from_config("test", seed=0).spec_catalog().head(n)
+    universe = Universe.from_config("test", seed=0)
+    spec = universe.spec_catalog()
+    if n > len(spec):  # beyond the spec-z galaxies, any source of the sky
+        others = universe.sources.loc[~universe.sources["id"].isin(spec["id"])]
+        spec = pd.concat([spec, others], ignore_index=True)
+    spec = spec.head(n)
     spec[["id", "ra", "dec"]].to_csv(tmp / "e2e.csv", index=False)
     predictor = None
     if checkpoint:
@@ -88,18 +115,28 @@ def bench_end_to_end(
     config = load_config("build")
     if predictor.grids:
         config["grids"] = {**config["grids"], **predictor.grids}
-    cases = [  # (label, cache, serial)
-        ("cold cache, fetch+build serial", "cache-serial", True),
-        ("cold cache, staged threads", "cache", False),
-        ("warm cache, staged threads", "cache", False),
+    cases = [  # (label, cache, serial, fetch lanes)
+        ("cold cache, staged, 1 fetch lane", "cache-1", False, 1),
+        ("cold cache, staged threads", "cache", False, 2),
+        ("warm cache, staged threads", "cache", False, 2),
     ]
+    if serial:
+        cases.insert(0, ("cold cache, fetch+build serial", "cache-serial", True, 1))
     rows = []
-    with running_server(config="test", seed=0, latency_ms=latency_ms) as url:
-        for k, (label, cache, serial) in enumerate(cases):
-            source = CutoutSource(str(tmp / cache), url, build_config=config)
+    server_sky = "test"
+    if flat:  # bench_group's sky of constant pixels: the server's rendering costs nothing
+        scripts = str(Path(__file__).resolve().parent)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (scripts, os.environ.get("PYTHONPATH")) if p
+        )
+        server_sky = "bench_group:FlatSky"
+    with running_server(config=server_sky, seed=0, latency_ms=latency_ms) as url:
+        rows.append(fetch_alone(spec, tmp / "cache-fetch", url, latency_ms))
+        for k, (label, cache, one_thread, lanes) in enumerate(cases):
+            source = CutoutSource(str(tmp / cache), url, build_config=config, fetch_lanes=lanes)
             t0 = time.perf_counter()
             predict_catalog(tmp / "e2e.csv", tmp / f"e2e-{k}.parquet", predictor=predictor,
-                            source=SerialSource(source) if serial else source,
+                            source=SerialSource(source) if one_thread else source,
                             batch_size=batch_size, progress=False)  # fmt: skip
             dt = time.perf_counter() - t0
             rows.append({"case": label, "latency_ms": latency_ms, "objects": len(spec),
@@ -116,22 +153,43 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 200_000])
     parser.add_argument("--checkpoint", default=None, help="trained model (default: stand-in)")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    flat_help = "serve constant pixels (bench_group's FlatSky), not the test sky"
+    parser.add_argument("--flat-sky", action="store_true", help=flat_help)
+    parser.add_argument("--serial", action="store_true", help="also fetch+build in one thread")
     args = parser.parse_args()
     result: dict = {"network": args.checkpoint or "stand-in"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_e2e:
             e2e = bench_end_to_end(tmp, args.objects, args.latency_ms, args.checkpoint,
-                                   args.batch_size)  # fmt: skip
+                                   args.batch_size, args.serial, args.flat_sky)  # fmt: skip
+            result["server_sky"] = "flat" if args.flat_sky else "test"
             result["end_to_end"] = e2e
-            result["staged_over_serial_cold"] = e2e[1]["galaxies_per_s"] / e2e[0]["galaxies_per_s"]
+            rate = {r["case"]: r["galaxies_per_s"] for r in e2e}
+            staged_cold = rate["cold cache, staged threads"]
+            alone = rate["fetch alone, cold cache"]
+            result["staged_cold_over_fetch_alone"] = staged_cold / alone
+            result["one_lane_over_fetch_alone"] = rate["cold cache, staged, 1 fetch lane"] / alone
+            if args.serial:
+                serial_cold = rate["cold cache, fetch+build serial"]
+                result["staged_over_serial_cold"] = staged_cold / serial_cold
             print(f"{'case (' + str(args.latency_ms) + ' ms latency)':<34} {'objects':>8} "
                   f"{'seconds':>9} {'galaxies/s':>11}")  # fmt: skip
             for r in e2e:
                 print(f"{r['case']:<34} {r['objects']:>8} {r['seconds']:>9.2f} "
                       f"{r['galaxies_per_s']:>11.1f}")  # fmt: skip
-            print(f"cold cache, staged / serial: {result['staged_over_serial_cold']:.2f}x")
-        result["memory"] = bench_memory(tmp, args.sizes)
+            for key in ("staged_over_serial_cold", "one_lane_over_fetch_alone",
+                        "staged_cold_over_fetch_alone"):  # fmt: skip
+                if key in result:
+                    print(f"{key}: {result[key]:.3f}")
+        if not args.skip_memory:
+            result["memory"] = bench_memory(tmp, args.sizes)
+    out = Path("bench/results/predict.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.skip_memory:
+        out.write_text(json.dumps(result, indent=1))
+        return 0
     mem = result["memory"]
     result["memory_ratio_largest_to_smallest"] = mem[-1]["peak_rss_mib"] / mem[0]["peak_rss_mib"]
     print(f"\n{'rows':>8} {'peak RSS MiB':>13} {'seconds':>9} {'rows/s':>9}")
@@ -142,8 +200,6 @@ def main() -> int:
         )
     print(f"peak memory ratio {mem[-1]['rows']}/{mem[0]['rows']} rows: "
           f"{result['memory_ratio_largest_to_smallest']:.3f}")  # fmt: skip
-    out = Path("bench/results/predict.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     return 0
 

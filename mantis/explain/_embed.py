@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:  # torch is imported on use: `mantis predict` without a network never needs it
+    import torch
+    from torch import nn
 
 __all__ = ["EMBED_BATCH", "collect_layers", "embed_arrays", "penultimate_layer", "to_tensors"]
 
@@ -26,6 +28,7 @@ def to_tensors(
     arrays: dict[str, np.ndarray], groups: list[str], rows: slice, pad_to: int | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
     """``(image, valid, ebv)`` tensors of ``rows`` of build arrays, zero-padded to ``pad_to``."""
+    import torch
 
     def tensor(key: str) -> torch.Tensor:
         value = torch.as_tensor(np.asarray(arrays[key][rows]))
@@ -55,7 +58,6 @@ def _captured(layers: dict[str, nn.Module]) -> Iterator[dict[str, list[torch.Ten
             handle.remove()
 
 
-@torch.no_grad()
 def collect_layers(
     module: Any, arrays: dict[str, np.ndarray], layers: dict[str, nn.Module]
 ) -> dict[str, np.ndarray]:
@@ -75,9 +77,11 @@ def collect_layers(
     dict of str to ndarray
         ``(n, channels)`` float32 per layer (4-D outputs averaged over height and width).
     """
+    import torch
+
     module.eval()
     n = len(arrays["catalog/ebv"])
-    with _captured(layers) as store:
+    with torch.no_grad(), _captured(layers) as store:
         for start in range(0, n, EMBED_BATCH):
             rows = slice(start, min(n, start + EMBED_BATCH))
             image, valid, ebv = to_tensors(arrays, module.groups, rows, pad_to=EMBED_BATCH)

@@ -18,6 +18,7 @@ but a service may centre differently) is fetched on its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import io
 import math
@@ -52,31 +53,42 @@ class _Template:
     Rendering a header card by card through astropy for every member of a large group costs
     more than everything else; only ``NAXISn``, ``CRPIXn`` and ``IMAGEW``/``IMAGEH`` differ
     between members, and those cards are formatted by astropy exactly as its writer would.
+    The group's values and comments of those cards are read once (astropy's card accessors
+    are slow), and each distinct card is formatted once (`_card_image`).
     """
 
     def __init__(self, header: Any) -> None:
-        self.header = header
         self.images = [card.image for card in header.cards]
         self.index = {card.keyword: i for i, card in enumerate(header.cards)}
+        self.crpix = (header["CRPIX1"], header["CRPIX2"])
+        self.comments = {key: header.comments[key] for key in self.index if key in _MEMBER_KEYS}
 
     def render(self, data: np.ndarray, x0: int, y0: int) -> bytes:
         """Return the member's HDU: shifted header and the window's pixels, FITS-padded."""
-        from astropy.io.fits import Card
-
-        header = self.header
         height, width = data.shape[-2:]
-        updates = {"CRPIX1": header["CRPIX1"] - x0, "CRPIX2": header["CRPIX2"] - y0}
+        updates = {"CRPIX1": self.crpix[0] - x0, "CRPIX2": self.crpix[1] - y0}
         for axis, length in enumerate(reversed(data.shape), start=1):
             updates[f"NAXIS{axis}"] = length
         if "IMAGEW" in self.index:
             updates.update(IMAGEW=width, IMAGEH=height)
         images = list(self.images)
         for key, value in updates.items():
-            images[self.index[key]] = Card(key, value, header.comments[key]).image
+            images[self.index[key]] = _card_image(key, value, self.comments[key])
         text = "".join(images) + "END".ljust(80)
         text += " " * ((-len(text)) % 2880)
         raw = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder(">")).tobytes()
         return text.encode("ascii") + raw + b"\0" * ((-len(raw)) % 2880)
+
+
+_MEMBER_KEYS = frozenset({"CRPIX1", "CRPIX2", "NAXIS1", "NAXIS2", "NAXIS3", "IMAGEW", "IMAGEH"})
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: 100 and 100.0 are different cards
+def _card_image(key: str, value: Any, comment: str) -> str:
+    """Return the 80 characters astropy writes for ``key = value / comment``."""
+    from astropy.io.fits import Card
+
+    return Card(key, value, comment).image
 
 
 async def _each_alone(fetcher: Any, client: HttpClient, objects: Sequence[SkyObject], fetch_one):

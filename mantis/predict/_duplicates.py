@@ -62,7 +62,7 @@ def duplicated_rows(
     *,
     workdir: str | os.PathLike,
     chunk_rows: int = 65_536,
-    bucket_rows: int = 1 << 20,
+    bucket_rows: int = 1 << 16,
 ) -> np.ndarray:
     """Return the sorted 0-based row numbers whose id occurs more than once in the catalogue.
 

@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,29 +137,37 @@ def _validated(run: pd.DataFrame, duplicates: np.ndarray) -> tuple:
 
 
 def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> Iterator[tuple]:
-    """``(run, valid, reasons, arrays)`` per run, fetching and building in background threads.
+    """``(run, valid, reasons, arrays, stats)`` per run, fetching and building in background.
 
-    A source with separate ``fetch`` and ``build`` gets one thread each, so the download of
-    later runs goes on while earlier ones are built and predicted.
+    A source with separate ``fetch`` and ``build`` gets a builder thread and ``source.lanes``
+    fetches at once (each within its share of the per-host cap), so the download of later
+    runs goes on while earlier ones are built and predicted, and one run's last answers
+    overlap the next run's first requests.
     """
     split = callable(getattr(source, "fetch", None)) and callable(getattr(source, "build", None))
+    lanes = max(1, int(getattr(source, "lanes", 1))) if split else 1
+    fetchers = ThreadPoolExecutor(lanes, thread_name_prefix="mantis-predict-fetch")
 
-    def fetch(item: tuple) -> tuple:
+    def start_fetch(item: tuple) -> tuple:
         run, valid, _ = item
-        stats = None
+        pending = None
         if split and valid.any():
-            stats = request_stats(source.fetch(run[valid].reset_index(drop=True)))
-        return (*item, stats)
+            pending = fetchers.submit(source.fetch, run[valid].reset_index(drop=True))
+        return (*item, pending)
 
     def build(item: tuple) -> tuple:
-        run, valid, reasons, stats = item
+        run, valid, reasons, pending = item
+        stats = None if pending is None else request_stats(pending.result())
         if not valid.any():
             return run, valid, reasons, None, stats
         rows = run[valid].reset_index(drop=True)
         return run, valid, reasons, source.build(rows) if split else source.arrays(rows), stats
 
     validated = (_validated(run, duplicates) for run in runs)
-    return staged(validated, [(fetch, FETCH_AHEAD), (build, 1)])
+    try:
+        yield from staged(validated, [(start_fetch, FETCH_AHEAD), (build, 1)])
+    finally:
+        fetchers.shutdown(wait=True, cancel_futures=True)
 
 
 def _calibrator(predictor: Any, given: dict | None = None):

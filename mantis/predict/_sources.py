@@ -48,6 +48,11 @@ class CutoutSource:
         Configuration handed to `mantis.stack.build_objects`.
     fetch_config : dict or str, optional
         Fetch settings handed to `mantis.fetch.fetch_catalog` (default ``fetch``).
+    fetch_lanes : int
+        Chunks fetched at the same time, each with its share of the per-host cap
+        (``client.concurrency_per_host``), so requests in flight per host never exceed the
+        cap. With two, one chunk's last answers and the next chunk's file-name lookup no
+        longer leave the cap idle between chunks.
     """
 
     cache_dir: str
@@ -55,23 +60,42 @@ class CutoutSource:
     surveys: tuple[str, ...] = SURVEY_NAMES
     build_config: dict[str, Any] | None = field(default=None, hash=False)
     fetch_config: dict[str, Any] | str | None = field(default=None, hash=False)
+    fetch_lanes: int = 2
+
+    @property
+    def lanes(self) -> int:
+        """Chunks the pipeline may fetch at once: ``fetch_lanes``, at most the per-host cap."""
+        return max(1, min(int(self.fetch_lanes), self._cap()))
+
+    def _cap(self) -> int:
+        from mantis.fetch import load_fetch_config
+
+        return int(load_fetch_config(self.fetch_config)["client"]["concurrency_per_host"])
 
     def fetch(self, chunk: pd.DataFrame) -> Any:
         """Fetch the cutouts of ``chunk`` into the cache (what it holds already is skipped).
+
+        Each call gets ``1 / lanes`` of the per-host cap, so that `lanes` calls at once stay
+        within it.
 
         Returns
         -------
         mantis.fetch.FetchSummary
         """
-        from mantis.fetch import fetch_catalog
+        return self._fetch(chunk, self.lanes)
 
+    def _fetch(self, chunk: pd.DataFrame, lanes: int) -> Any:
+        from mantis.fetch import fetch_catalog, load_fetch_config
+
+        config = load_fetch_config(self.fetch_config)
+        config["client"]["concurrency_per_host"] = max(1, self._cap() // lanes)
         return fetch_catalog(
             chunk[["id", "ra", "dec"]],
             cache_dir=self.cache_dir,
             surveys=self.surveys,
             endpoint=self.endpoint,
             progress=False,
-            config=self.fetch_config,
+            config=config,
         )
 
     def build(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -93,8 +117,8 @@ class CutoutSource:
         return arrays
 
     def arrays(self, chunk: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Fetch then build the arrays for ``chunk``."""
-        self.fetch(chunk)
+        """Fetch (with the whole per-host cap: one call at a time) then build ``chunk``."""
+        self._fetch(chunk, 1)
         return self.build(chunk)
 
 

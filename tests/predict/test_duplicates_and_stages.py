@@ -108,3 +108,61 @@ def test_a_consumer_leaving_early_stops_every_thread():
     assert [next(results) for _ in range(3)] == [1, 2, 3]
     results.close()
     assert threading.active_count() == before
+
+
+class _LaneSource:
+    """Counts the fetches in flight; each waits a little for a second one to start."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+        self.second = threading.Event()
+        self.inner = StandInSource()
+
+    def fetch(self, chunk: pd.DataFrame) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            if self.in_flight == 2:
+                self.second.set()
+        self.second.wait(timeout=0.5)
+        with self.lock:
+            self.in_flight -= 1
+
+    def build(self, chunk: pd.DataFrame) -> dict:
+        return self.inner.arrays(chunk)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_source_with_lanes_has_that_many_chunks_fetched_at_once(tmp_path, lanes):
+    cat = _catalog(tmp_path / "cat.csv", [f"g{i:04d}" for i in range(100)])
+    source = _LaneSource(lanes)
+    kwargs = {"predictor": StandInPredictor(), "batch_size": 20, "progress": False}
+    predict_catalog(cat, tmp_path / "lanes.parquet", source=source, **kwargs)
+    predict_catalog(cat, tmp_path / "plain.parquet", source=StandInSource(), **kwargs)
+    assert source.most_in_flight == lanes
+    assert (tmp_path / "lanes.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+
+
+def test_cutout_source_lanes_share_the_per_host_cap(tmp_path, monkeypatch):
+    import mantis.fetch
+    from mantis.predict import CutoutSource
+
+    caps = []
+    monkeypatch.setattr(
+        mantis.fetch,
+        "fetch_catalog",
+        lambda *a, config, **k: caps.append(config["client"]["concurrency_per_host"]),
+    )
+    chunk = pd.DataFrame({"id": ["a"], "ra": [1.0], "dec": [2.0]})
+    source = CutoutSource(str(tmp_path), fetch_config={"client": {"concurrency_per_host": 15}})
+    assert source.lanes == 2
+    source.fetch(chunk)
+    alone = CutoutSource(str(tmp_path), fetch_config={"client": {"concurrency_per_host": 1}})
+    assert alone.lanes == 1
+    alone.fetch(chunk)
+    monkeypatch.setattr(CutoutSource, "build", lambda self, chunk: {})
+    source.arrays(chunk)  # one call at a time (as `mantis serve` fetches) gets the whole cap
+    assert caps == [7, 1, 15]  # two lanes of 7 stay within 15; one lane of 1 within 1
