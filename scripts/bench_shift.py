@@ -124,7 +124,9 @@ def main() -> None:
     parser.add_argument("--work", default="bench/shift", help="scratch folder")
     parser.add_argument("--explain", action="store_true", help="also run mantis explain")
     parser.add_argument(
-        "--prepare-only", action="store_true", help="only serve, fetch and build the sets"
+        "--prepare-only",
+        action="store_true",
+        help="only serve, fetch and build the sets (needs only the run's dataset)",
     )
     args = parser.parse_args()
 
@@ -132,7 +134,7 @@ def main() -> None:
 
     from mantis.config import load_config
     from mantis.explain import ShiftReference, ensure_shift_reference, explain_run
-    from mantis.explain._shift import embed_rows
+    from mantis.explain._shift_run import embed_rows
     from mantis.models import load_predictor
     from mantis.sky import Universe
 
@@ -140,7 +142,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ckpt = run / "early" / "checkpoints" / "best.ckpt"
     data = run / "dataset.h5"
-    if not (run / "early" / "finished.json").is_file():
+    if args.prepare_only and not data.is_file():
+        sys.exit(f"{data} does not exist yet: build the run's dataset first")
+    if not args.prepare_only and not (run / "early" / "finished.json").is_file():
         from mantis.pipeline import run_pipeline
 
         print(f"{run} has no finished early-fusion run: running configs/bench_shift.yaml")
