@@ -259,7 +259,8 @@ def shift_note(calibration: dict[str, Any]) -> str:
     c = calibration
     verdict = "within" if c["within_2sigma"] else "OUTSIDE"
     return (
-        f"Shift score ({c['method']}): {c['n_flagged']} of {c['n']} {c['split']} objects flagged "
+        f"Shift score ({c['score']}, {c['method']}): {c['n_flagged']} of {c['n']} {c['split']} "
+        f"objects flagged "
         f"at p < {c['alpha']:g} (rate {c['flag_rate']:.4f}, expected {c['alpha']:g} ± "
         f"{2 * c['sigma']:.4f} at 2σ: {verdict}); at p < 0.05: {c['flag_rate_p05']:.3f}, at "
         f"p < 0.1: {c['flag_rate_p10']:.3f}. Explanations (`mantis explain`): explain/explain.html."
