@@ -7,7 +7,12 @@ checkpoint (`fit_shift_reference`).
 
 from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
 from mantis.explain._embed import collect_layers, embed_arrays
-from mantis.explain._inputs import INPUT_FEATURE_KINDS, band_noise_levels, input_features
+from mantis.explain._inputs import (
+    INPUT_FEATURE_KINDS,
+    band_noise_levels,
+    input_features,
+    magnitude_columns,
+)
 from mantis.explain._run import ExplainError, explain_run, network_layers
 from mantis.explain._shift import (
     SHIFT_COLUMNS,
@@ -45,6 +50,7 @@ __all__ = [
     "input_features",
     "linear_cka",
     "linear_cka_matrix",
+    "magnitude_columns",
     "network_layers",
     "reference_path",
     "shift_calibration",

@@ -8,8 +8,10 @@ network sees (``'<group>/image'`` and ``'<group>/valid'``), per band:
 * ``mag``: ``asinh(F_big / s)``, the flux ``F_big`` in a central aperture of radius
   ``size / 6`` pixels, softened by ``s``, the typical aperture noise of that band in training
   (an asinh magnitude in units of ln 10 / 2.5 mag, linear near zero flux);
-* ``concentration``: ``F_small / sqrt(F_big² + s²)`` with ``F_small`` inside ``size / 16``
-  pixels, which grows for point sources and shrinks when the PSF widens;
+* ``core`` and ``concentration``: ``F / sqrt(F_big² + s²)`` for the flux ``F`` inside
+  ``max(size / 40, 0.75)`` pixels (the central two by two pixels of an even-sized cutout,
+  centred on the object) and inside ``size / 16`` pixels: both grow for point sources and
+  shrink when the PSF widens;
 * ``log_noise``: the log of the pixel noise (robust scatter beyond ``size / 3`` pixels) over
   the band's typical noise;
 * ``valid``: the fraction of the band's pixels that hold data;
@@ -23,10 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INPUT_FEATURE_KINDS", "band_noise_levels", "input_features"]
+__all__ = ["INPUT_FEATURE_KINDS", "band_noise_levels", "input_features", "magnitude_columns"]
 
-INPUT_FEATURE_KINDS = ("mag", "concentration", "log_noise", "valid", "colour")
-_SMALL, _BIG, _OUTER = 1.0 / 16.0, 1.0 / 6.0, 1.0 / 3.0  # radii as fractions of the cutout side
+INPUT_FEATURE_KINDS = ("mag", "core", "concentration", "log_noise", "valid", "colour")
+_PER_BAND = 5  # mag, core, concentration, log_noise, valid
+_CORE, _SMALL, _BIG, _OUTER = 1 / 40, 1 / 16, 1 / 6, 1 / 3  # radii as fractions of the side
 
 
 def _radius(size: int) -> np.ndarray:
@@ -41,7 +44,9 @@ def _group_measurements(image: np.ndarray, valid: np.ndarray) -> dict[str, np.nd
     radius = _radius(image.shape[-1])
     size = image.shape[-1]
     out = {"valid": valid.mean(axis=(-2, -1))}
-    for name, aperture in (("small", radius <= _SMALL * size), ("big", radius <= _BIG * size)):
+    apertures = {"core": max(_CORE * size, 0.75), "small": _SMALL * size, "big": _BIG * size}
+    for name, limit in apertures.items():
+        aperture = radius <= limit
         covered = (valid & aperture).sum(axis=(-2, -1)) / aperture.sum()
         flux = (pixels * aperture).sum(axis=(-2, -1)) / np.maximum(covered, 1e-12)
         out[name] = np.where(covered >= 0.5, flux, 0.0)
@@ -97,7 +102,7 @@ def input_features(
     Returns
     -------
     ndarray
-        Per band of each group ``mag, concentration, log_noise, valid``, then the group's
+        Per band of each group ``mag, core, concentration, log_noise, valid``, then the group's
         adjacent-band colours.
     """
     columns, band = [], 0
@@ -107,10 +112,21 @@ def input_features(
         soft = np.asarray(aperture_noise[band : band + n_bands], dtype=np.float64)
         typical = np.asarray(pixel_noise[band : band + n_bands], dtype=np.float64)
         mag = np.arcsinh(m["big"] / soft)
+        core = m["core"] / np.hypot(m["big"], soft)
         concentration = m["small"] / np.hypot(m["big"], soft)
         with np.errstate(all="ignore"):
             log_noise = np.nan_to_num(np.log(m["noise"] / typical), nan=0.0)
-        per_band = np.stack([mag, concentration, log_noise, m["valid"]], axis=-1)
+        per_band = np.stack([mag, core, concentration, log_noise, m["valid"]], axis=-1)
         columns += [per_band.reshape(len(mag), -1), mag[:, :-1] - mag[:, 1:]]
         band += n_bands
     return np.concatenate(columns, axis=1)
+
+
+def magnitude_columns(arrays: dict[str, np.ndarray], groups: list[str]) -> np.ndarray:
+    """Return the indices of the ``mag`` features among the `input_features` columns."""
+    columns, start = [], 0
+    for group in groups:
+        n_bands = arrays[f"{group}/image"].shape[1]
+        columns += [start + _PER_BAND * band for band in range(n_bands)]
+        start += _PER_BAND * n_bands + n_bands - 1
+    return np.asarray(columns, dtype=np.int64)

@@ -103,6 +103,10 @@ def _kth_distance(index: Any, points: np.ndarray) -> np.ndarray:
     return distances[:, -1].astype(np.float64)
 
 
+_LOF_NEIGHBOURS = 20  # the density part's neighbourhood (local outlier factor)
+_VAL_KINDS = (*SHIFT_METHODS, "envelope", "density", "input", "combined")
+
+
 def _knn_index(reference: np.ndarray, k: int) -> Any:
     from sklearn.neighbors import NearestNeighbors
 
@@ -145,6 +149,7 @@ class ShiftReference:
     input_centre: np.ndarray
     input_scale: np.ndarray
     noise: np.ndarray
+    envelope_columns: np.ndarray
     val_scores: dict[str, np.ndarray]
     meta: dict[str, Any]
 
@@ -163,11 +168,13 @@ class ShiftReference:
         k: int,
         method: str,
         score: str = "combined",
+        envelope_columns: np.ndarray | None = None,
         **meta: Any,
     ) -> ShiftReference:
         """Build the reference from training and validation embeddings and input features.
 
-        ``train_inputs`` and ``val_inputs`` are raw `input_features` computed with ``noise``.
+        ``train_inputs`` and ``val_inputs`` are raw `input_features` computed with ``noise``;
+        ``envelope_columns`` (default: all) are those the envelope part ranks (``mag``).
         """
         from sklearn.covariance import LedoitWolf
 
@@ -189,10 +196,14 @@ class ShiftReference:
             centre,
             scale,
             np.asarray(noise, dtype=np.float64),
+            np.arange(train_inputs.shape[1])
+            if envelope_columns is None
+            else np.asarray(envelope_columns, dtype=np.int64),
             {},
             {"k": int(k), "method": method, "score": score, **meta},
         )
         ref.val_scores = {m: ref.score(val, m) for m in SHIFT_METHODS}
+        ref.val_scores |= ref.input_parts(np.asarray(val_inputs, dtype=np.float64))
         ref.val_scores["input"] = ref.input_score(val_inputs)
         ref.val_scores["combined"] = ref.combine(ref.val_scores[method], ref.val_scores["input"])
         return ref
@@ -216,15 +227,52 @@ class ShiftReference:
         centred = embeddings.astype(np.float64) - self.mean
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision, centred))
 
-    def input_score(self, features: np.ndarray) -> np.ndarray:
-        """Distance to the k-th nearest training object in standardised input features."""
-        features = np.asarray(features, dtype=np.float64)
-        if len(features) == 0:
-            return np.zeros(0)
-        if "input" not in self._index:
-            self._index["input"] = _knn_index(self.inputs, int(self.meta["k"]))
+    def _envelope(self, standard: np.ndarray) -> np.ndarray:
+        """How far outside the training range of any brightness feature (rank, then excess)."""
+        if "envelope" not in self._index:
+            self._index["envelope"] = np.sort(self.inputs[:, self.envelope_columns], axis=0)
+        ranked = self._index["envelope"]
+        x, n = standard[:, self.envelope_columns], len(ranked)
+        if x.shape[1] == 0:
+            return np.zeros(len(x))
+        columns = range(x.shape[1])
+        below = np.stack([np.searchsorted(ranked[:, j], x[:, j], "right") for j in columns], 1)
+        above = n - np.stack([np.searchsorted(ranked[:, j], x[:, j], "left") for j in columns], 1)
+        tail = -np.log((np.minimum(below, above) + 1.0) / (n + 1.0))
+        # beyond the training range the rank saturates; the excess (in standard deviations) ranks
+        excess = np.maximum(np.maximum(ranked[0] - x, x - ranked[-1]), 0.0)
+        return (tail + excess).max(axis=1)
+
+    def _density(self, standard: np.ndarray) -> np.ndarray:
+        """Local outlier factor of each object among the training inputs (larger = sparser)."""
+        if "density" not in self._index:
+            from sklearn.neighbors import LocalOutlierFactor
+
+            k = min(_LOF_NEIGHBOURS, len(self.inputs) - 1)
+            self._index["density"] = LocalOutlierFactor(n_neighbors=k, novelty=True)
+            self._index["density"].fit(self.inputs)
+        return -self._index["density"].score_samples(standard).astype(np.float64)
+
+    def input_parts(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Score raw input ``features`` by ``envelope`` and ``density``.
+
+        ``envelope``: brightness outside the training range (rank in the rarer tail, then
+        the excess beyond it); ``density``: local outlier factor in all standardised input
+        features.
+        """
         standard = _standardise(features, self.input_centre, self.input_scale)
-        return _kth_distance(self._index["input"], standard)
+        if len(standard) == 0:
+            return {"envelope": np.zeros(0), "density": np.zeros(0)}
+        return {"envelope": self._envelope(standard), "density": self._density(standard)}
+
+    def input_score(self, features: np.ndarray) -> np.ndarray:
+        """Input score: the larger of the scaled `input_parts` of raw input ``features``."""
+        parts = self.input_parts(np.asarray(features, dtype=np.float64))
+        return np.maximum(*(self._scaled(kind, scores) for kind, scores in parts.items()))
+
+    def _scaled(self, kind: str, scores: np.ndarray) -> np.ndarray:
+        low, high = np.percentile(self.val_scores[kind], [50, 99])
+        return (np.asarray(scores, dtype=np.float64) - low) / max(high - low, 1e-12)
 
     def combine(self, embedding_scores: np.ndarray, input_scores: np.ndarray) -> np.ndarray:
         """Combine the two parts: the larger after scaling each by its validation scores.
@@ -232,11 +280,10 @@ class ShiftReference:
         Each part's validation median maps to 0 and its validation 99th percentile to 1, so
         neither part's units dominate.
         """
-        parts = []
-        for kind, scores in ((self.meta["method"], embedding_scores), ("input", input_scores)):
-            low, high = np.percentile(self.val_scores[kind], [50, 99])
-            parts.append((np.asarray(scores, dtype=np.float64) - low) / max(high - low, 1e-12))
-        return np.maximum(*parts)
+        return np.maximum(
+            self._scaled(self.meta["method"], embedding_scores),
+            self._scaled("input", input_scores),
+        )
 
     def features(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Raw input features of build ``arrays`` (`input_features` with this noise)."""
@@ -294,10 +341,19 @@ class ShiftReference:
                         f"format {meta.get('format_version')}, expected {_FORMAT_VERSION}; refit "
                         "it with `mantis explain --reference-only`"
                     )
-                val = {m: data[f"val_{m}"] for m in (*SHIFT_METHODS, "input", "combined")}
+                val = {m: data[f"val_{m}"] for m in _VAL_KINDS}
                 return cls(*(data[name] for name in _ARRAYS), val, meta)
         except (OSError, KeyError, ValueError) as err:
             raise ConfigError(f"shift reference {str(path)!r} is unreadable: {err}") from None
 
 
-_ARRAYS = ("reference", "mean", "precision", "inputs", "input_centre", "input_scale", "noise")
+_ARRAYS = (
+    "reference",
+    "mean",
+    "precision",
+    "inputs",
+    "input_centre",
+    "input_scale",
+    "noise",
+    "envelope_columns",
+)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mantis.exceptions import ConfigError
-from mantis.explain._inputs import band_noise_levels, input_features
+from mantis.explain._inputs import band_noise_levels, input_features, magnitude_columns
 from mantis.explain._shift import (
     ShiftReference,
     reference_path,
@@ -73,14 +73,17 @@ def describe_rows(
     """
     from mantis.explain._embed import embed_arrays
 
-    embeddings, features = [np.zeros((0, 0), np.float32)], [np.zeros((len(rows), 0))]
+    embeddings, features = [], []
     for start in range(0, len(rows), 512):
         arrays = read_rows(h5_path, module.groups, rows[start : start + 512])
         embeddings.append(embed_arrays(module, arrays))
         if noise is not None:
             features.append(input_features(arrays, module.groups, *noise))
-    embeddings = np.concatenate(embeddings[1:]) if len(embeddings) > 1 else embeddings[0]
-    return embeddings, features[-1] if noise is None else np.concatenate(features[1:])
+    if not embeddings:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0))
+    if noise is None:
+        return np.concatenate(embeddings), np.zeros((len(rows), 0))
+    return np.concatenate(embeddings), np.concatenate(features)
 
 
 def fit_shift_reference(
@@ -118,9 +121,8 @@ def fit_shift_reference(
     size = min(int(settings["reference_size"]), len(train_rows))
     chosen = np.sort(rng.choice(train_rows, size=size, replace=False))
     # the typical noise of each band, from at most 1000 of the chosen objects
-    noise = np.stack(
-        band_noise_levels(read_rows(dataset, module.groups, chosen[:1000]), module.groups)
-    )
+    sample = read_rows(dataset, module.groups, np.sort(rng.permutation(chosen)[:1000]))
+    noise = np.stack(band_noise_levels(sample, module.groups))
     train_emb, train_inputs = describe_rows(module, dataset, chosen, noise)
     val_emb, val_inputs = describe_rows(module, dataset, val_rows, noise)
     reference = ShiftReference.fit(
@@ -136,6 +138,7 @@ def fit_shift_reference(
         fingerprint=weights_fingerprint(module),
         layer="net.head.net.1",
         groups=list(module.groups),
+        envelope_columns=magnitude_columns(sample, module.groups),
     )
     return reference.save(reference_path(checkpoint))
 
