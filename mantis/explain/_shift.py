@@ -9,9 +9,11 @@ the scores of every validation object. Prediction then adds
 
 * ``shift_score``: with ``score: combined`` (``configs/shift.yaml``) the larger of the
   embedding score (distance to the k-th nearest reference embedding, Sun et al. 2022, or the
-  Mahalanobis distance to the training mean: ``method``) and the input score (distance to the
-  k-th nearest reference in standardised input features), each scaled so that its validation
-  median is 0 and its validation 99th percentile 1; ``embedding`` or ``input`` keep one part;
+  Mahalanobis distance to the training mean: ``method``) and the input score (the larger of
+  an ``envelope`` part, how far outside the training range any band's brightness lies, and a
+  ``density`` part, the local outlier factor among the standardised training input
+  features), each part scaled so that its validation median is 0 and its validation 99th
+  percentile 1; ``embedding`` or ``input`` keep one part;
 * ``shift_pvalue``: ``(1 + #{validation scores >= score}) / (1 + n_val)``, a conformal p-value
   that is uniform for objects drawn like the validation split (the validation objects are not
   in the reference, so their scores are distributed like those of new in-distribution objects);
@@ -266,7 +268,7 @@ class ShiftReference:
         return {"envelope": self._envelope(standard), "density": self._density(standard)}
 
     def input_score(self, features: np.ndarray) -> np.ndarray:
-        """Input score: the larger of the scaled `input_parts` of raw input ``features``."""
+        """Score raw input ``features``: the larger of the scaled `input_parts`."""
         parts = self.input_parts(np.asarray(features, dtype=np.float64))
         return np.maximum(*(self._scaled(kind, scores) for kind, scores in parts.items()))
 
