@@ -103,9 +103,13 @@ def _serve_fetch_build(name, catalog, sky, seed, work, cache):
 
 
 def _predict(name, cat_path, source, ckpt, work):
+    from mantis.explain import reference_path
     from mantis.predict import predict_catalog, read_predictions
 
     out = work / f"{name}.pred.parquet"
+    if out.is_file() and out.stat().st_mtime > reference_path(ckpt).stat().st_mtime:
+        return read_predictions(out)[0]  # predicted with this reference already
+    out.unlink(missing_ok=True)
     predict_catalog(cat_path, out, checkpoint=ckpt, source=source, progress=False)
     return read_predictions(out)[0]
 
@@ -232,7 +236,16 @@ def main() -> None:
     train = describe_rows(module, data, np.flatnonzero(split == "train"), configured.noise)
     val = describe_rows(module, data, np.flatnonzero(split == "val"), configured.noise)
     variants = {
-        name: ShiftReference.fit(*train, *val, noise=configured.noise, groups=["early"], **kw)
+        name: ShiftReference.fit(
+            train[0],
+            val[0],
+            train[1],
+            val[1],
+            noise=configured.noise,
+            groups=["early"],
+            envelope_columns=configured.envelope_columns,
+            **kw,
+        )
         for name, kw in VARIANTS.items()
     }
 

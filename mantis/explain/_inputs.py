@@ -44,9 +44,9 @@ def _group_measurements(image: np.ndarray, valid: np.ndarray) -> dict[str, np.nd
     radius = _radius(image.shape[-1])
     size = image.shape[-1]
     out = {"valid": valid.mean(axis=(-2, -1))}
-    apertures = {"core": max(_CORE * size, 0.75), "small": _SMALL * size, "big": _BIG * size}
-    for name, limit in apertures.items():
-        aperture = radius <= limit
+    apertures = {"core": _CORE, "small": _SMALL, "big": _BIG}
+    for name, fraction in apertures.items():
+        aperture = radius <= max(fraction * size, 0.75)  # at least the central pixel(s)
         covered = (valid & aperture).sum(axis=(-2, -1)) / aperture.sum()
         flux = (pixels * aperture).sum(axis=(-2, -1)) / np.maximum(covered, 1e-12)
         out[name] = np.where(covered >= 0.5, flux, 0.0)
