@@ -41,7 +41,7 @@ TOP_FRACTION = 0.05
 VARIANTS = {  # name: ShiftReference.fit settings; the configured one is "combined"
     "embedding kNN": {"k": 10, "method": "knn", "score": "embedding"},
     "embedding Mahalanobis": {"k": 10, "method": "mahalanobis", "score": "embedding"},
-    "input kNN": {"k": 10, "method": "knn", "score": "input"},
+    "input": {"k": 10, "method": "knn", "score": "input"},
     "combined": {"k": 10, "method": "knn", "score": "combined"},
     "combined (Mahalanobis embedding)": {"k": 10, "method": "mahalanobis", "score": "combined"},
 }
