@@ -38,6 +38,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 N_PER_SET = 300
 OUTLIER = 0.15
 TOP_FRACTION = 0.05
+VARIANTS = {  # name: ShiftReference.fit settings; the configured one is "combined"
+    "embedding kNN": {"k": 10, "method": "knn", "score": "embedding"},
+    "embedding Mahalanobis": {"k": 10, "method": "mahalanobis", "score": "embedding"},
+    "input": {"k": 10, "method": "knn", "score": "input"},
+    "combined": {"k": 10, "method": "knn", "score": "combined"},
+    "combined (Mahalanobis embedding)": {"k": 10, "method": "mahalanobis", "score": "combined"},
+}
 
 
 @dataclass(frozen=True)
@@ -96,9 +103,13 @@ def _serve_fetch_build(name, catalog, sky, seed, work, cache):
 
 
 def _predict(name, cat_path, source, ckpt, work):
+    from mantis.explain import reference_path
     from mantis.predict import predict_catalog, read_predictions
 
     out = work / f"{name}.pred.parquet"
+    if out.is_file() and out.stat().st_mtime > reference_path(ckpt).stat().st_mtime:
+        return read_predictions(out)[0]  # predicted with this reference already
+    out.unlink(missing_ok=True)
     predict_catalog(cat_path, out, checkpoint=ckpt, source=source, progress=False)
     return read_predictions(out)[0]
 
@@ -124,15 +135,23 @@ def main() -> None:
     parser.add_argument("--work", default="bench/shift", help="scratch folder")
     parser.add_argument("--explain", action="store_true", help="also run mantis explain")
     parser.add_argument(
-        "--prepare-only", action="store_true", help="only serve, fetch and build the sets"
+        "--prepare-only",
+        action="store_true",
+        help="only serve, fetch and build the sets (needs only the run's dataset)",
     )
     args = parser.parse_args()
 
     from sklearn.metrics import roc_auc_score
 
     from mantis.config import load_config
-    from mantis.explain import ShiftReference, ensure_shift_reference, explain_run
-    from mantis.explain._shift import embed_rows
+    from mantis.explain import (
+        ShiftReference,
+        describe_rows,
+        embed_arrays,
+        ensure_shift_reference,
+        explain_run,
+        reference_path,
+    )
     from mantis.models import load_predictor
     from mantis.sky import Universe
 
@@ -140,7 +159,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     ckpt = run / "early" / "checkpoints" / "best.ckpt"
     data = run / "dataset.h5"
-    if not (run / "early" / "finished.json").is_file():
+    if args.prepare_only and not data.is_file():
+        sys.exit(f"{data} does not exist yet: build the run's dataset first")
+    if not args.prepare_only and not (run / "early" / "finished.json").is_file():
         from mantis.pipeline import run_pipeline
 
         print(f"{run} has no finished early-fusion run: running configs/bench_shift.yaml")
@@ -209,35 +230,48 @@ def main() -> None:
     for name, (cat_path, h5) in prepared.items():
         predictions[name] = _predict(name, cat_path, H5Source(str(h5)), ckpt, work)
 
-    # both scores (and other k) from the embeddings, to choose the method
-    predictor = load_predictor(ckpt)
-    module = predictor.module
-    train_rows = np.flatnonzero(split == "train")
-    val_rows = np.flatnonzero(split == "val")
-    train_emb = embed_rows(module, data, train_rows)
-    val_emb = embed_rows(module, data, val_rows)
+    # every variant from the same embeddings and input features, to choose the score
+    configured = ShiftReference.load(ensure_shift_reference(ckpt, data))
+    module = load_predictor(ckpt).module
+    train = describe_rows(module, data, np.flatnonzero(split == "train"), configured.noise)
+    val = describe_rows(module, data, np.flatnonzero(split == "val"), configured.noise)
     variants = {
-        f"knn k={k}": ShiftReference.fit(train_emb, val_emb, k=k, method="knn")
-        for k in (1, 5, 10, 50)
+        name: ShiftReference.fit(
+            train[0],
+            val[0],
+            train[1],
+            val[1],
+            noise=configured.noise,
+            groups=["early"],
+            envelope_columns=configured.envelope_columns,
+            **kw,
+        )
+        for name, kw in VARIANTS.items()
     }
-    variants["mahalanobis"] = ShiftReference.fit(train_emb, val_emb, k=10, method="mahalanobis")
 
-    def embeddings(name):
+    def described(name):
         if name == "in-distribution test" or name.startswith("c_no_"):
             source = H5Source(str(data), () if name.startswith("in") else (name[5:],))
             frame = test
         else:
             source, frame = H5Source(str(prepared[name][1])), sets.get(name, degraded)
-        from mantis.explain import embed_arrays
+        arrays = source.arrays(frame)
+        return embed_arrays(module, arrays), configured.features(arrays)
 
-        return embed_arrays(module, source.arrays(frame))
-
-    emb = {name: embeddings(name) for name in predictions}
-    results = {}
-    id_pred = predictions["in-distribution test"]
+    objects = {name: described(name) for name in predictions}
+    # the predicted column is the configured score of the same embeddings and features
+    np.testing.assert_allclose(
+        configured.shift_scores(*objects["in-distribution test"]),
+        predictions["in-distribution test"]["shift_score"].to_numpy(),
+        rtol=1e-5,
+    )
+    cache = {"train_emb": train[0], "train_in": train[1], "val_emb": val[0], "val_in": val[1]}
+    results, variant_scores = {}, {v: [] for v in variants}
     for name, pred in predictions.items():
         ok = pred["valid"].to_numpy()
         delta = ((pred["z_median"] - pred["z"]) / (1 + pred["z"])).to_numpy()[ok]
+        emb, feats = objects[name][0][ok], objects[name][1][ok]
+        cache |= {f"{name}/emb": emb, f"{name}/in": feats, f"{name}/dz": delta}
         scores = pred["shift_score"].to_numpy()[ok]
         flagged = pred["shifted"].to_numpy()[ok]
         row = {
@@ -247,22 +281,18 @@ def main() -> None:
             "unflagged": _point_summary(delta[~flagged]),
             "removed_top5": _removed_by_top(scores, delta),
             "auroc": {},
+            "flag_rate_variants": {},
         }
-        if name != "in-distribution test":
-            labels = np.r_[np.zeros(len(id_pred)), np.ones(ok.sum())]
-            row["auroc"]["predict"] = float(
-                roc_auc_score(labels, np.r_[id_pred["shift_score"].to_numpy(), scores])
-            )
-            for variant, ref in variants.items():
-                s_id = ref.score(emb["in-distribution test"])
-                s_set = ref.score(emb[name][ok])
+        for variant, ref in variants.items():
+            s_set = ref.shift_scores(emb, feats)
+            variant_scores[variant].append(s_set)
+            row["flag_rate_variants"][variant] = float(np.mean(ref.pvalue(s_set) < 0.01))
+            if name != "in-distribution test":
+                s_id = variant_scores[variant][0]
+                labels = np.r_[np.zeros(len(s_id)), np.ones(len(s_set))]
                 row["auroc"][variant] = float(roc_auc_score(labels, np.r_[s_id, s_set]))
         results[name] = row
-    # the predicted column is the configured method's score of the same embeddings
-    configured = ShiftReference.load(ensure_shift_reference(ckpt, data))
-    np.testing.assert_allclose(
-        configured.score(emb["in-distribution test"]), id_pred["shift_score"].to_numpy(), rtol=1e-5
-    )
+    np.savez(work / "described.npz", **cache)
 
     mixed = pd.concat([p[p["valid"]] for p in predictions.values()], ignore_index=True)
     mixed_delta = ((mixed["z_median"] - mixed["z"]) / (1 + mixed["z"])).to_numpy()
@@ -272,9 +302,14 @@ def main() -> None:
             "n": len(mixed),
             "outliers": int(np.sum(np.abs(mixed_delta) > OUTLIER)),
             "removed_top5": _removed_by_top(mixed["shift_score"].to_numpy(), mixed_delta),
+            "removed_top5_variants": {
+                v: _removed_by_top(np.concatenate(s), mixed_delta)
+                for v, s in variant_scores.items()
+            },
         },
         "alpha": float(load_config("shift")["alpha"]),
-        "reference": {k: configured.meta[k] for k in ("k", "method")},
+        "reference": {k: configured.meta[k] for k in ("k", "method", "score")},
+        "reference_bytes": reference_path(ckpt).stat().st_size,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if args.explain:
@@ -289,7 +324,7 @@ def main() -> None:
 
 
 def _print_table(summary):
-    methods = ["predict", "knn k=1", "knn k=5", "knn k=10", "knn k=50", "mahalanobis"]
+    methods = list(VARIANTS)
     print(
         "| set | n | "
         + " | ".join(f"AUROC {m}" for m in methods)
@@ -307,7 +342,13 @@ def _print_table(summary):
     m = summary["mixed"]
     print(
         f"mixed catalogue: {m['n']} objects, {m['outliers']} outliers, top 5% removes "
-        f"{m['removed_top5']:.2f} of them"
+        f"{m['removed_top5']:.2f} of them; by variant: "
+        + ", ".join(f"{v} {x:.2f}" for v, x in m["removed_top5_variants"].items())
+    )
+    flags = summary["results"]["in-distribution test"]["flag_rate_variants"]
+    print(
+        "in-distribution flag rate at p < 0.01 by variant: "
+        + ", ".join(f"{v} {x:.4f}" for v, x in flags.items())
     )
 
 

@@ -7,34 +7,50 @@ checkpoint (`fit_shift_reference`).
 
 from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
 from mantis.explain._embed import collect_layers, embed_arrays
+from mantis.explain._inputs import (
+    INPUT_FEATURE_KINDS,
+    band_noise_levels,
+    input_features,
+    magnitude_columns,
+)
 from mantis.explain._run import ExplainError, explain_run, network_layers
 from mantis.explain._shift import (
     SHIFT_COLUMNS,
     SHIFT_METHODS,
+    SHIFT_SCORES,
     ShiftReference,
+    reference_path,
+    weights_fingerprint,
+)
+from mantis.explain._shift_run import (
     ShiftScorer,
+    describe_rows,
     ensure_shift_reference,
     fit_shift_reference,
-    reference_path,
     shift_calibration,
     shift_note,
-    weights_fingerprint,
 )
 
 __all__ = [
+    "INPUT_FEATURE_KINDS",
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
+    "SHIFT_SCORES",
     "ExplainError",
     "ShiftReference",
     "ShiftScorer",
+    "band_noise_levels",
     "collect_layers",
+    "describe_rows",
     "embed_arrays",
     "ensure_shift_reference",
     "explain_run",
     "fit_shift_reference",
     "hsic_unbiased",
+    "input_features",
     "linear_cka",
     "linear_cka_matrix",
+    "magnitude_columns",
     "network_layers",
     "reference_path",
     "shift_calibration",

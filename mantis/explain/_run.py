@@ -16,7 +16,7 @@ from mantis.explain._cka import linear_cka_matrix
 from mantis.explain._document import Section, write_document
 from mantis.explain._embed import collect_layers
 from mantis.explain._occlusion import aperture_mag, occlusion_study
-from mantis.explain._shift import read_rows
+from mantis.explain._shift_run import read_rows
 from mantis.stack import DatasetReader
 from mantis.surveys import SURVEY_NAMES, bands_of
 

@@ -1,14 +1,22 @@
-"""A per-object shift score: how far a galaxy's embedding lies from the training set's.
+"""A per-object shift score: how unlike the training set a galaxy's embedding and inputs are.
 
 At the end of training a compact reference is stored beside the checkpoint
 (``<ckpt stem>.shift.npz``, read with ``allow_pickle=False``): the L2-normalised penultimate
 embeddings of a seeded subsample of the training split, the mean and shrunk precision of the
-raw embeddings, and the scores of every validation object. Prediction then adds
+raw embeddings, the standardised input features of the same objects (``_inputs.py``: aperture
+photometry, colours, concentration, noise and coverage of every band the network reads), and
+the scores of every validation object. Prediction then adds
 
-* ``shift_score``: the distance to the k-th nearest reference embedding (Sun et al. 2022) or
-  the Mahalanobis distance to the training mean (``method`` in ``configs/shift.yaml``);
+* ``shift_score``: with ``score: combined`` (``configs/shift.yaml``) the larger of the
+  embedding score (distance to the k-th nearest reference embedding, Sun et al. 2022, or the
+  Mahalanobis distance to the training mean: ``method``) and the input score (the larger of
+  an ``envelope`` part, how far outside the training range any band's brightness lies, and a
+  ``density`` part, the local outlier factor among the standardised training input
+  features), each part scaled so that its validation median is 0 and its validation 99th
+  percentile 1; ``embedding`` or ``input`` keep one part;
 * ``shift_pvalue``: ``(1 + #{validation scores >= score}) / (1 + n_val)``, a conformal p-value
-  that is uniform for objects drawn like the validation split;
+  that is uniform for objects drawn like the validation split (the validation objects are not
+  in the reference, so their scores are distributed like those of new in-distribution objects);
 * ``shifted``: ``shift_pvalue < alpha``.
 """
 
@@ -16,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,25 +33,22 @@ import numpy as np
 
 from mantis.config import load_config
 from mantis.exceptions import ConfigError
-from mantis.stack import DatasetReader
+from mantis.explain._inputs import input_features
 
 __all__ = [
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
+    "SHIFT_SCORES",
     "ShiftReference",
-    "ShiftScorer",
-    "ensure_shift_reference",
-    "fit_shift_reference",
     "reference_path",
-    "shift_calibration",
-    "shift_note",
+    "settings_of",
     "weights_fingerprint",
 ]
 
 SHIFT_COLUMNS = ("shift_score", "shift_pvalue", "shifted")
 SHIFT_METHODS = ("knn", "mahalanobis")
-_FORMAT_VERSION = 1
-_log = logging.getLogger(__name__)
+SHIFT_SCORES = ("embedding", "input", "combined")
+_FORMAT_VERSION = 2  # 2: input features and the combined score
 
 
 def reference_path(checkpoint: str | os.PathLike) -> Path:
@@ -62,11 +66,22 @@ def weights_fingerprint(module: Any) -> str:
     return digest.hexdigest()
 
 
-def _settings(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def settings_of(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``configs/shift.yaml`` with ``overrides`` laid over it, checked.
+
+    Raises
+    ------
+    ConfigError
+        If a setting is out of its allowed range.
+    """
     settings = {**load_config("shift"), **(overrides or {})}
     if settings["method"] not in SHIFT_METHODS:
         raise ConfigError(
             f"shift method {settings['method']!r} is not allowed; use one of {SHIFT_METHODS}"
+        )
+    if settings["score"] not in SHIFT_SCORES:
+        raise ConfigError(
+            f"shift score {settings['score']!r} is not allowed; use one of {SHIFT_SCORES}"
         )
     if not 0.0 < float(settings["alpha"]) < 1.0:
         raise ConfigError(f"shift alpha must lie in (0, 1), got {settings['alpha']!r}")
@@ -81,9 +96,34 @@ def _normalise(embeddings: np.ndarray) -> np.ndarray:
     return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
+def _standardise(features: np.ndarray, centre: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return ((np.asarray(features, dtype=np.float64) - centre) / scale).astype(np.float32)
+
+
+def _kth_distance(index: Any, points: np.ndarray) -> np.ndarray:
+    distances, _ = index.kneighbors(points)
+    return distances[:, -1].astype(np.float64)
+
+
+_LOF_NEIGHBOURS = 20  # the density part's neighbourhood (local outlier factor)
+_VAL_KINDS = (*SHIFT_METHODS, "envelope", "density", "input", "combined")
+
+
+def _knn_index(reference: np.ndarray, k: int) -> Any:
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(n_neighbors=k).fit(reference)
+
+
 @dataclass
 class ShiftReference:
-    """Training embeddings and validation scores that turn an embedding into a shift score.
+    """Training embeddings, input features and validation scores behind the shift score.
+
+    Two components are scored: the network's penultimate embedding (`score`) and input-level
+    features of the arrays it reads (`input_score`, see ``mantis/explain/_inputs.py``).
+    ``meta['score']`` says which one ``shift_score`` holds: ``embedding``, ``input`` or
+    ``combined`` (`combine`: the larger of the two, each scaled by its validation median and
+    99th percentile).
 
     Attributes
     ----------
@@ -91,26 +131,53 @@ class ShiftReference:
         L2-normalised training embeddings.
     mean, precision : ndarray
         Mean ``(d,)`` and Ledoit-Wolf shrunk precision ``(d, d)`` of the raw embeddings.
+    inputs : ndarray, shape (n_ref, f)
+        Standardised input features of the same training objects.
+    input_centre, input_scale : ndarray, shape (f,)
+        Median and standard deviation (floored at 0.01) of the training input features.
+    noise : ndarray, shape (2, n_bands)
+        Typical pixel and aperture noise of each band (`band_noise_levels`).
     val_scores : dict of str to ndarray
-        Scores of the validation objects under each method.
+        Validation scores under ``knn``, ``mahalanobis``, ``input`` and ``combined``.
     meta : dict
-        ``k``, ``method``, ``n_train``, ``fingerprint`` (weights) and ``layer``.
+        ``k``, ``method`` (of the embedding part), ``score``, ``n_train``, ``fingerprint``
+        (weights), ``layer`` and ``groups``.
     """
 
     reference: np.ndarray
     mean: np.ndarray
     precision: np.ndarray
+    inputs: np.ndarray
+    input_centre: np.ndarray
+    input_scale: np.ndarray
+    noise: np.ndarray
+    envelope_columns: np.ndarray
     val_scores: dict[str, np.ndarray]
     meta: dict[str, Any]
 
     def __post_init__(self) -> None:
-        self._index = None
+        self._index: dict[str, Any] = {}
 
     @classmethod
     def fit(
-        cls, train: np.ndarray, val: np.ndarray, *, k: int, method: str, **meta: Any
+        cls,
+        train: np.ndarray,
+        val: np.ndarray,
+        train_inputs: np.ndarray,
+        val_inputs: np.ndarray,
+        *,
+        noise: np.ndarray,
+        k: int,
+        method: str,
+        score: str = "combined",
+        envelope_columns: np.ndarray | None = None,
+        **meta: Any,
     ) -> ShiftReference:
-        """Build the reference from training and validation embeddings."""
+        """Build the reference from training and validation embeddings and input features.
+
+        ``train_inputs`` and ``val_inputs`` are raw `input_features` computed with ``noise``;
+        ``envelope_columns`` (default: all) are those the envelope part ranks (``mag``).
+        """
         from sklearn.covariance import LedoitWolf
 
         if len(train) < 2 or len(val) == 0:
@@ -120,36 +187,127 @@ class ShiftReference:
             )
         k = min(int(k), len(train) - 1)  # tiny smoke datasets
         lw = LedoitWolf().fit(train.astype(np.float64))
+        train_inputs = np.asarray(train_inputs, dtype=np.float64)
+        centre = np.median(train_inputs, axis=0)
+        scale = np.maximum(train_inputs.std(axis=0), 0.01)  # constant features stay finite
         ref = cls(
             _normalise(train),
             lw.location_.astype(np.float64),
             lw.precision_.astype(np.float64),
+            _standardise(train_inputs, centre, scale),
+            centre,
+            scale,
+            np.asarray(noise, dtype=np.float64),
+            np.arange(train_inputs.shape[1])
+            if envelope_columns is None
+            else np.asarray(envelope_columns, dtype=np.int64),
             {},
-            {"k": int(k), "method": method, **meta},
+            {"k": int(k), "method": method, "score": score, **meta},
         )
         ref.val_scores = {m: ref.score(val, m) for m in SHIFT_METHODS}
+        ref.val_scores |= ref.input_parts(np.asarray(val_inputs, dtype=np.float64))
+        ref.val_scores["input"] = ref.input_score(val_inputs)
+        ref.val_scores["combined"] = ref.combine(ref.val_scores[method], ref.val_scores["input"])
         return ref
 
+    @property
+    def kind(self) -> str:
+        """The validation scores ``shift_score`` is ranked against (`pvalue`'s default)."""
+        score = self.meta.get("score", "embedding")
+        return self.meta["method"] if score == "embedding" else score
+
     def score(self, embeddings: np.ndarray, method: str | None = None) -> np.ndarray:
-        """Shift scores (larger = less like the training set) of ``(n, d)`` embeddings."""
+        """Embedding scores (larger = less like the training set) of ``(n, d)`` embeddings."""
         method = method or self.meta["method"]
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             return np.zeros(0)
         if method == "knn":
-            if self._index is None:
-                from sklearn.neighbors import NearestNeighbors
-
-                self._index = NearestNeighbors(n_neighbors=int(self.meta["k"]))
-                self._index.fit(self.reference)
-            distances, _ = self._index.kneighbors(_normalise(embeddings))
-            return distances[:, -1].astype(np.float64)
+            if "knn" not in self._index:
+                self._index["knn"] = _knn_index(self.reference, int(self.meta["k"]))
+            return _kth_distance(self._index["knn"], _normalise(embeddings))
         centred = embeddings.astype(np.float64) - self.mean
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision, centred))
 
+    def _envelope(self, standard: np.ndarray) -> np.ndarray:
+        """How far outside the training range of any brightness feature (rank, then excess)."""
+        if "envelope" not in self._index:
+            self._index["envelope"] = np.sort(self.inputs[:, self.envelope_columns], axis=0)
+        ranked = self._index["envelope"]
+        x, n = standard[:, self.envelope_columns], len(ranked)
+        if x.shape[1] == 0:
+            return np.zeros(len(x))
+        columns = range(x.shape[1])
+        below = np.stack([np.searchsorted(ranked[:, j], x[:, j], "right") for j in columns], 1)
+        above = n - np.stack([np.searchsorted(ranked[:, j], x[:, j], "left") for j in columns], 1)
+        tail = -np.log((np.minimum(below, above) + 1.0) / (n + 1.0))
+        # beyond the training range the rank saturates; the excess (in standard deviations) ranks
+        excess = np.maximum(np.maximum(ranked[0] - x, x - ranked[-1]), 0.0)
+        return (tail + excess).max(axis=1)
+
+    def _density(self, standard: np.ndarray) -> np.ndarray:
+        """Local outlier factor of each object among the training inputs (larger = sparser)."""
+        if "density" not in self._index:
+            from sklearn.neighbors import LocalOutlierFactor
+
+            k = min(_LOF_NEIGHBOURS, len(self.inputs) - 1)
+            self._index["density"] = LocalOutlierFactor(n_neighbors=k, novelty=True)
+            self._index["density"].fit(self.inputs)
+        return -self._index["density"].score_samples(standard).astype(np.float64)
+
+    def input_parts(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Score raw input ``features`` by ``envelope`` and ``density``.
+
+        ``envelope``: brightness outside the training range (rank in the rarer tail, then
+        the excess beyond it); ``density``: local outlier factor in all standardised input
+        features.
+        """
+        standard = _standardise(features, self.input_centre, self.input_scale)
+        if len(standard) == 0:
+            return {"envelope": np.zeros(0), "density": np.zeros(0)}
+        return {"envelope": self._envelope(standard), "density": self._density(standard)}
+
+    def input_score(self, features: np.ndarray) -> np.ndarray:
+        """Score raw input ``features``: the larger of the scaled `input_parts`."""
+        parts = self.input_parts(np.asarray(features, dtype=np.float64))
+        return np.maximum(*(self._scaled(kind, scores) for kind, scores in parts.items()))
+
+    def _scaled(self, kind: str, scores: np.ndarray) -> np.ndarray:
+        low, high = np.percentile(self.val_scores[kind], [50, 99])
+        return (np.asarray(scores, dtype=np.float64) - low) / max(high - low, 1e-12)
+
+    def combine(self, embedding_scores: np.ndarray, input_scores: np.ndarray) -> np.ndarray:
+        """Combine the two parts: the larger after scaling each by its validation scores.
+
+        Each part's validation median maps to 0 and its validation 99th percentile to 1, so
+        neither part's units dominate.
+        """
+        return np.maximum(
+            self._scaled(self.meta["method"], embedding_scores),
+            self._scaled("input", input_scores),
+        )
+
+    def features(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Raw input features of build ``arrays`` (`input_features` with this noise)."""
+        return input_features(arrays, list(self.meta["groups"]), *self.noise)
+
+    def shift_scores(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``shift_score`` of objects: the component named by ``meta['score']`` or both."""
+        score = self.meta.get("score", "embedding")
+        if score == "input":
+            return self.input_score(features)
+        embedding = self.score(embeddings)
+        if score == "embedding":
+            return embedding
+        return self.combine(embedding, self.input_score(features))
+
     def pvalue(self, scores: np.ndarray, method: str | None = None) -> np.ndarray:
-        """Conformal p-values: the share of validation objects scoring at least as high."""
-        val = np.sort(self.val_scores[method or self.meta["method"]])
+        """Conformal p-values: the share of validation objects scoring at least as high.
+
+        ``method`` names the validation scores (``knn``, ``mahalanobis``, ``input``,
+        ``combined``); by default those of ``shift_score`` (`kind`).
+        """
+        val = np.sort(self.val_scores[method or self.kind])
         at_least = len(val) - np.searchsorted(val, np.asarray(scores), side="left")
         return (1.0 + at_least) / (1.0 + len(val))
 
@@ -161,9 +319,7 @@ class ShiftReference:
         meta = json.dumps({**self.meta, "format_version": _FORMAT_VERSION}, sort_keys=True)
         np.savez(
             tmp,
-            reference=self.reference,
-            mean=self.mean,
-            precision=self.precision,
+            **{name: getattr(self, name) for name in _ARRAYS},
             meta=np.array(meta),
             **arrays,
         )
@@ -177,197 +333,29 @@ class ShiftReference:
         Raises
         ------
         ConfigError
-            If the file is not a readable shift reference.
+            If the file is not a readable shift reference of this format.
         """
         try:
             with np.load(path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))
-                val = {m: data[f"val_{m}"] for m in SHIFT_METHODS}
-                return cls(data["reference"], data["mean"], data["precision"], val, meta)
+                if meta.get("format_version") != _FORMAT_VERSION:
+                    raise ValueError(
+                        f"format {meta.get('format_version')}, expected {_FORMAT_VERSION}; refit "
+                        "it with `mantis explain --reference-only`"
+                    )
+                val = {m: data[f"val_{m}"] for m in _VAL_KINDS}
+                return cls(*(data[name] for name in _ARRAYS), val, meta)
         except (OSError, KeyError, ValueError) as err:
             raise ConfigError(f"shift reference {str(path)!r} is unreadable: {err}") from None
 
 
-def _split_rows(h5_path: str | os.PathLike, split: str) -> np.ndarray:
-    with DatasetReader(h5_path) as reader:
-        return reader.rows(split)
-
-
-def read_rows(
-    h5_path: str | os.PathLike, groups: list[str], rows: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Build arrays (images, masks, E(B-V)) of ``rows`` (sorted) of a dataset."""
-    with DatasetReader(h5_path) as reader:
-        return reader.read(["catalog/ebv", *groups], np.asarray(rows))
-
-
-def embed_rows(module: Any, h5_path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:
-    """Penultimate embeddings of dataset ``rows``, read 512 at a time."""
-    from mantis.explain._embed import embed_arrays
-
-    pieces = [np.zeros((0, 0), np.float32)]
-    for start in range(0, len(rows), 512):
-        arrays = read_rows(h5_path, module.groups, rows[start : start + 512])
-        pieces.append(embed_arrays(module, arrays))
-    return np.concatenate(pieces[1:]) if len(pieces) > 1 else pieces[0]
-
-
-def fit_shift_reference(
-    checkpoint: str | os.PathLike,
-    dataset: str | os.PathLike,
-    *,
-    settings: dict[str, Any] | None = None,
-) -> Path:
-    """Embed the training subsample and validation split; write the reference beside the model.
-
-    Parameters
-    ----------
-    checkpoint : path-like
-        A `mantis train` checkpoint.
-    dataset : path-like
-        The dataset it was trained on (``catalog/split`` says which rows are which).
-    settings : dict, optional
-        Overrides of ``configs/shift.yaml`` (``k``, ``method``, ``reference_size``, ``seed``).
-
-    Returns
-    -------
-    Path
-        The reference file, `reference_path` of ``checkpoint``.
-    """
-    from mantis.models import load_predictor
-
-    settings = _settings(settings)
-    module = load_predictor(checkpoint).module
-    train_rows = _split_rows(dataset, "train")
-    val_rows = _split_rows(dataset, "val")
-    if len(val_rows) == 0:
-        raise ConfigError(f"dataset {str(dataset)!r} has no validation split for the shift score")
-    rng = np.random.default_rng(int(settings["seed"]))
-    size = min(int(settings["reference_size"]), len(train_rows))
-    chosen = np.sort(rng.choice(train_rows, size=size, replace=False))
-    reference = ShiftReference.fit(
-        embed_rows(module, dataset, chosen),
-        embed_rows(module, dataset, val_rows),
-        k=int(settings["k"]),
-        method=settings["method"],
-        n_train=len(train_rows),
-        fingerprint=weights_fingerprint(module),
-        layer="net.head.net.1",
-    )
-    return reference.save(reference_path(checkpoint))
-
-
-def ensure_shift_reference(checkpoint: str | os.PathLike, dataset: str | os.PathLike) -> Path:
-    """Return the checkpoint's shift reference, fitting it first if it is missing or stale."""
-    from mantis.models import load_predictor
-
-    path = reference_path(checkpoint)
-    if path.is_file():
-        stored = ShiftReference.load(path).meta.get("fingerprint")
-        if stored == weights_fingerprint(load_predictor(checkpoint).module):
-            return path
-    return fit_shift_reference(checkpoint, dataset)
-
-
-class ShiftScorer:
-    """Adds the shift columns to prediction chunks (NaN / False when no reference exists).
-
-    Parameters
-    ----------
-    reference : ShiftReference or None
-        The checkpoint's reference.
-    module : RedshiftModule or None
-        The network whose embeddings are scored.
-    alpha : float
-        ``shifted = shift_pvalue < alpha``.
-    """
-
-    def __init__(self, reference: ShiftReference | None, module: Any, alpha: float) -> None:
-        self.reference = reference
-        self.module = module
-        self.alpha = float(alpha)
-
-    @classmethod
-    def for_checkpoint(cls, checkpoint: str | os.PathLike | None, predictor: Any) -> ShiftScorer:
-        """Build the scorer of ``checkpoint`` (its ``.shift.npz``) for ``predictor``'s network."""
-        settings = _settings()
-        path = None if checkpoint is None else reference_path(checkpoint)
-        module = getattr(predictor, "module", None)
-        if path is None or not path.is_file() or module is None:
-            _log.info("no shift reference beside %s: shift columns are NaN", checkpoint)
-            return cls(None, None, settings["alpha"])
-        reference = ShiftReference.load(path)
-        if reference.meta.get("fingerprint") != weights_fingerprint(module):
-            raise ConfigError(
-                f"shift reference {str(path)!r} belongs to other weights than {str(checkpoint)!r}"
-                "; refit it with `mantis explain --reference-only`"
-            )
-        return cls(reference, module, settings["alpha"])
-
-    def columns(self, arrays: dict[str, np.ndarray] | None, n_rows: int) -> dict[str, np.ndarray]:
-        """``shift_score``, ``shift_pvalue`` (float) and ``shifted`` (bool) for ``n_rows``."""
-        if self.reference is None or not n_rows:
-            nan = np.full(n_rows, np.nan)
-            return {
-                "shift_score": nan,
-                "shift_pvalue": nan.copy(),
-                "shifted": np.zeros(n_rows, dtype=bool),
-            }
-        from mantis.explain._embed import embed_arrays
-
-        scores = self.reference.score(embed_arrays(self.module, arrays))
-        pvalues = self.reference.pvalue(scores)
-        return {"shift_score": scores, "shift_pvalue": pvalues, "shifted": pvalues < self.alpha}
-
-
-def shift_calibration(
-    checkpoint: str | os.PathLike, dataset: str | os.PathLike, split: str = "test"
-) -> dict[str, Any]:
-    """How often in-distribution objects of ``split`` are flagged, against ``alpha``.
-
-    The reference is fitted first if the checkpoint has none. For objects drawn like the
-    validation split the conformal p-value is uniform, so the flag rate is binomial with mean
-    ``alpha``; the result says whether the measured rate lies within two standard deviations.
-
-    Returns
-    -------
-    dict
-        ``method``, ``alpha``, ``n``, ``n_flagged``, ``flag_rate``, ``sigma``
-        (``sqrt(alpha (1 - alpha) / n)``), ``within_2sigma`` and the flag rates at
-        p < 0.05 and p < 0.1.
-    """
-    from mantis.models import load_predictor
-
-    settings = _settings()
-    reference = ShiftReference.load(ensure_shift_reference(checkpoint, dataset))
-    module = load_predictor(checkpoint).module
-    scores = reference.score(embed_rows(module, dataset, _split_rows(dataset, split)))
-    pvalues = reference.pvalue(scores)
-    alpha, n = float(settings["alpha"]), len(pvalues)
-    sigma = float(np.sqrt(alpha * (1.0 - alpha) / max(n, 1)))
-    rate = float(np.mean(pvalues < alpha)) if n else float("nan")
-    return {
-        "method": reference.meta["method"],
-        "k": int(reference.meta["k"]),
-        "alpha": alpha,
-        "split": split,
-        "n": n,
-        "n_flagged": int(np.sum(pvalues < alpha)),
-        "flag_rate": rate,
-        "sigma": sigma,
-        "within_2sigma": bool(abs(rate - alpha) <= 2.0 * sigma),
-        "flag_rate_p05": float(np.mean(pvalues < 0.05)) if n else float("nan"),
-        "flag_rate_p10": float(np.mean(pvalues < 0.1)) if n else float("nan"),
-    }
-
-
-def shift_note(calibration: dict[str, Any]) -> str:
-    """One report line on the shift score's calibration."""
-    c = calibration
-    verdict = "within" if c["within_2sigma"] else "OUTSIDE"
-    return (
-        f"Shift score ({c['method']}): {c['n_flagged']} of {c['n']} {c['split']} objects flagged "
-        f"at p < {c['alpha']:g} (rate {c['flag_rate']:.4f}, expected {c['alpha']:g} ± "
-        f"{2 * c['sigma']:.4f} at 2σ: {verdict}); at p < 0.05: {c['flag_rate_p05']:.3f}, at "
-        f"p < 0.1: {c['flag_rate_p10']:.3f}. Explanations (`mantis explain`): explain/explain.html."
-    )
+_ARRAYS = (
+    "reference",
+    "mean",
+    "precision",
+    "inputs",
+    "input_centre",
+    "input_scale",
+    "noise",
+    "envelope_columns",
+)

@@ -10,7 +10,7 @@ import pytest
 from mantis.explain import explain_run
 from mantis.explain._attribution import attribute, band_attributions
 from mantis.explain._occlusion import withhold_bands
-from mantis.explain._shift import read_rows
+from mantis.explain._shift_run import read_rows
 
 
 @pytest.fixture(scope="module")
