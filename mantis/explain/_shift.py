@@ -5,7 +5,10 @@ At the end of training a compact reference is stored beside the checkpoint
 embeddings of a seeded subsample of the training split, the mean and shrunk precision of the
 raw embeddings, the standardised input features of the same objects (``_inputs.py``: aperture
 photometry, colours, concentration, noise and coverage of every band the network reads), and
-the scores of every validation object. Prediction then adds
+the scores of every validation object. The reference also holds, for each survey training
+withholds (``modality_dropout``), that share of the objects with the survey withheld: the
+network handles a missing survey, so it is no shift (the envelope part skips bands without
+data). Prediction then adds
 
 * ``shift_score``: with ``score: combined`` (``configs/shift.yaml``) the larger of the
   embedding score (distance to the k-th nearest reference embedding, Sun et al. 2022, or the
@@ -106,6 +109,7 @@ def _kth_distance(index: Any, points: np.ndarray) -> np.ndarray:
 
 
 _LOF_NEIGHBOURS = 20  # the density part's neighbourhood (local outlier factor)
+_VALID_OFFSET = 4  # input_features: mag, core, concentration, log_noise, valid per band
 _VAL_KINDS = (*SHIFT_METHODS, "envelope", "density", "input", "combined")
 
 
@@ -230,20 +234,38 @@ class ShiftReference:
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision, centred))
 
     def _envelope(self, standard: np.ndarray) -> np.ndarray:
-        """How far outside the training range of any brightness feature (rank, then excess)."""
+        """How far outside the training range of any brightness feature (rank, then excess).
+
+        A band without data (its ``valid`` feature, four columns after ``mag``, below one
+        half) is skipped, in the object and in the reference: a missing survey is no shift.
+        """
+        columns = self.envelope_columns
         if "envelope" not in self._index:
-            self._index["envelope"] = np.sort(self.inputs[:, self.envelope_columns], axis=0)
-        ranked = self._index["envelope"]
-        x, n = standard[:, self.envelope_columns], len(ranked)
-        if x.shape[1] == 0:
-            return np.zeros(len(x))
-        columns = range(x.shape[1])
-        below = np.stack([np.searchsorted(ranked[:, j], x[:, j], "right") for j in columns], 1)
-        above = n - np.stack([np.searchsorted(ranked[:, j], x[:, j], "left") for j in columns], 1)
-        tail = -np.log((np.minimum(below, above) + 1.0) / (n + 1.0))
-        # beyond the training range the rank saturates; the excess (in standard deviations) ranks
-        excess = np.maximum(np.maximum(ranked[0] - x, x - ranked[-1]), 0.0)
-        return (tail + excess).max(axis=1)
+            covered = self._covered(self.inputs, columns)
+            self._index["envelope"] = [
+                np.sort(self.inputs[covered[:, j], c]) for j, c in enumerate(columns)
+            ]
+        scores = np.zeros(len(standard))
+        covered = self._covered(standard, columns)
+        for j, ranked in enumerate(self._index["envelope"]):
+            x, n = standard[:, columns[j]], len(ranked)
+            if n == 0:
+                continue
+            below = np.searchsorted(ranked, x, "right")
+            above = n - np.searchsorted(ranked, x, "left")
+            tail = -np.log((np.minimum(below, above) + 1.0) / (n + 1.0))
+            # beyond the training range the rank saturates; the excess (in standard deviations)
+            excess = np.maximum(np.maximum(ranked[0] - x, x - ranked[-1]), 0.0)
+            scores = np.maximum(scores, np.where(covered[:, j], tail + excess, 0.0))
+        return scores
+
+    def _covered(self, standard: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """Whether the band of each ``mag`` column holds data (its ``valid`` at least 1/2)."""
+        valid = columns + _VALID_OFFSET
+        if valid.max(initial=-1) >= standard.shape[1]:  # not input_features columns
+            return np.ones((len(standard), len(columns)), dtype=bool)
+        raw = standard[:, valid] * self.input_scale[valid] + self.input_centre[valid]
+        return raw >= 0.5
 
     def _density(self, standard: np.ndarray) -> np.ndarray:
         """Local outlier factor of each object among the training inputs (larger = sparser)."""

@@ -86,6 +86,37 @@ def describe_rows(
     return np.concatenate(embeddings), np.concatenate(features)
 
 
+def _withheld_variants(
+    module: Any,
+    h5_path: str | os.PathLike,
+    rows: np.ndarray,
+    noise: np.ndarray,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Embeddings and input features of reference objects with one survey withheld.
+
+    Training withholds each survey of ``modality_dropout`` from a share ``p`` of the objects;
+    the network handles those, so the reference holds them too: for each such survey a seeded
+    share ``p`` of ``rows`` with its pixels and masks zeroed (as the occlusion does).
+    """
+    from mantis.explain._embed import embed_arrays
+    from mantis.explain._occlusion import withhold_bands
+    from mantis.surveys import bands_of
+
+    variants = []
+    for survey_name, share in sorted(getattr(module, "modality_dropout", {}).items()):
+        count = round(float(share) * len(rows))
+        chosen = np.sort(rng.choice(rows, size=count, replace=False))
+        bands = [band.name for band in bands_of(survey_name)]
+        for start in range(0, count, 512):
+            arrays = read_rows(h5_path, module.groups, chosen[start : start + 512])
+            arrays = withhold_bands(arrays, module.spec, bands)
+            variants.append(
+                (embed_arrays(module, arrays), input_features(arrays, module.groups, *noise))
+            )
+    return variants
+
+
 def fit_shift_reference(
     checkpoint: str | os.PathLike,
     dataset: str | os.PathLike,
@@ -124,6 +155,9 @@ def fit_shift_reference(
     sample = read_rows(dataset, module.groups, np.sort(rng.permutation(chosen)[:1000]))
     noise = np.stack(band_noise_levels(sample, module.groups))
     train_emb, train_inputs = describe_rows(module, dataset, chosen, noise)
+    for embeddings, features in _withheld_variants(module, dataset, chosen, noise, rng):
+        train_emb = np.concatenate([train_emb, embeddings])
+        train_inputs = np.concatenate([train_inputs, features])
     val_emb, val_inputs = describe_rows(module, dataset, val_rows, noise)
     reference = ShiftReference.fit(
         train_emb,

@@ -84,3 +84,37 @@ def test_input_score_finds_a_calibration_offset_and_a_wider_psf(reference_and_pr
         scores = ref.input_score(ref.features(shifted))
         assert np.median(scores) > np.percentile(in_distribution, 95)
         assert np.mean(_pvalues(ref, shifted) < 0.05) > 0.5
+
+
+def test_a_withheld_survey_is_no_shift_when_the_reference_holds_withheld_objects():
+    # training withholds unWISE from a share of objects; the reference holds such objects too
+    from mantis.explain._occlusion import withhold_bands
+
+    arrays, _ = synthetic_dataset(900, seed=5)
+    spec = {"fusion": "early", "bands": ["FUV", "NUV", "g", "r", "i", "z", "y", "W1", "W2"]}
+
+    def no_unwise(part):
+        return withhold_bands(part, spec, ["W1", "W2"])
+
+    train = {k: v[:600] for k, v in arrays.items()}
+    probe = no_unwise({k: v[600:] for k, v in arrays.items()})
+    noise = np.stack(band_noise_levels(train, ["early"]))
+    features = input_features(train, ["early"], *noise)
+    withheld = input_features(no_unwise({k: v[:80] for k, v in train.items()}), ["early"], *noise)
+    embeddings = np.random.default_rng(0).normal(size=(680 + 200, 8))
+    fits = {}
+    for name, extra in (("intact", withheld[:0]), ("with withheld", withheld)):
+        fits[name] = ShiftReference.fit(
+            embeddings[: 400 + len(extra)],
+            embeddings[680:],
+            np.concatenate([features[:400], extra]),
+            features[400:],
+            noise=noise,
+            k=10,
+            method="knn",
+            score="input",
+            groups=["early"],
+            envelope_columns=magnitude_columns(train, ["early"]),
+        )
+    assert np.mean(_pvalues(fits["intact"], probe) < 0.05) > 0.9
+    assert np.mean(_pvalues(fits["with withheld"], probe) < 0.05) < 0.15
