@@ -19,15 +19,10 @@ _PS1_SCALE = 0.25  # arcsec per pixel
 _STAMP = 96  # pixels: 24 arcsec
 
 
-def _tan_wcs(ra: float, dec: float, n: int):
-    from astropy.wcs import WCS
+def _stamp_wcs(ra: float, dec: float, n: int):
+    from mantis.sky._coverage import _tan_wcs  # astropy only when drawing
 
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [ra, dec]
-    wcs.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    wcs.wcs.cdelt = [-_PS1_SCALE / 3600.0, _PS1_SCALE / 3600.0]
-    return wcs
+    return _tan_wcs(ra, dec, (n + 1) / 2, _PS1_SCALE / 3600.0, (n, n))
 
 
 def _largest_bulge_disk_galaxy(sources) -> Any:
@@ -75,7 +70,7 @@ def draw_structure(universe: Any, fig) -> None:
     """Fill ``fig`` (a matplotlib figure) with the colour-gradient and neighbour panels."""
     sources = universe.sources
     galaxy = _largest_bulge_disk_galaxy(sources)
-    wcs = _tan_wcs(galaxy["ra"], galaxy["dec"], _STAMP)
+    wcs = _stamp_wcs(galaxy["ra"], galaxy["dec"], _STAMP)
     g, z = (universe.render(b, wcs, (_STAMP, _STAMP), noise=False) for b in ("g", "z"))
     lit = (g > 0.01 * g.max()) & (z > 0.01 * z.max())
     colour = np.full(g.shape, np.nan)
@@ -89,7 +84,7 @@ def draw_structure(universe: Any, fig) -> None:
     fig.colorbar(image, ax=axes[1], shrink=0.8, label="g - z (AB)")
     axes[1].set_title("g - z colour map", fontsize=8)
     crowded, neighbours = most_crowded_galaxy(sources)
-    wcs = _tan_wcs(crowded["ra"], crowded["dec"], _STAMP)
+    wcs = _stamp_wcs(crowded["ra"], crowded["dec"], _STAMP)
     from scipy.ndimage import gaussian_filter
 
     # smoothed by about the PSF for display (0.25" pixels hold little signal each), and

@@ -12,6 +12,22 @@ from mantis.explain import ShiftReference, band_noise_levels, input_features, ma
 R_BAND = 3  # FUV NUV g r ...
 
 
+def _fit_input_reference(embeddings, features, n_train, noise, train):
+    """Input-score reference: the first `n_train` rows as training, the rest as validation."""
+    return ShiftReference.fit(
+        embeddings[:n_train],
+        embeddings[n_train:],
+        features[:n_train],
+        features[n_train:],
+        noise=noise,
+        k=10,
+        method="knn",
+        score="input",
+        groups=["early"],
+        envelope_columns=magnitude_columns(train, ["early"]),
+    )
+
+
 @pytest.fixture(scope="module")
 def reference_and_probe():
     """A reference fitted on 600 synthetic objects; 300 more objects drawn the same way."""
@@ -22,18 +38,7 @@ def reference_and_probe():
     features = input_features(train, ["early"], *noise)
     rng = np.random.default_rng(0)  # embeddings play no part in the input score
     embeddings = rng.normal(size=(600, 8))
-    ref = ShiftReference.fit(
-        embeddings[:400],
-        embeddings[400:],
-        features[:400],
-        features[400:],
-        noise=noise,
-        k=10,
-        method="knn",
-        score="input",
-        groups=["early"],
-        envelope_columns=magnitude_columns(train, ["early"]),
-    )
+    ref = _fit_input_reference(embeddings, features, 400, noise, train)
     return ref, probe
 
 
@@ -104,17 +109,13 @@ def test_a_withheld_survey_is_no_shift_when_the_reference_holds_withheld_objects
     embeddings = np.random.default_rng(0).normal(size=(680 + 200, 8))
     fits = {}
     for name, extra in (("intact", withheld[:0]), ("with withheld", withheld)):
-        fits[name] = ShiftReference.fit(
-            embeddings[: 400 + len(extra)],
-            embeddings[680:],
-            np.concatenate([features[:400], extra]),
-            features[400:],
-            noise=noise,
-            k=10,
-            method="knn",
-            score="input",
-            groups=["early"],
-            envelope_columns=magnitude_columns(train, ["early"]),
+        n_train = 400 + len(extra)
+        fits[name] = _fit_input_reference(
+            np.concatenate([embeddings[:n_train], embeddings[680:]]),
+            np.concatenate([features[:400], extra, features[400:]]),
+            n_train,
+            noise,
+            train,
         )
     assert np.mean(_pvalues(fits["intact"], probe) < 0.05) > 0.9
     assert np.mean(_pvalues(fits["with withheld"], probe) < 0.05) < 0.15
