@@ -7,6 +7,8 @@ checkpoint (`fit_shift_reference`).
 
 from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
 from mantis.explain._embed import collect_layers, embed_arrays
+from mantis.explain._field import FieldReference
+from mantis.explain._morphology import native_morphology
 from mantis.explain._inputs import (
     INPUT_FEATURE_KINDS,
     band_noise_levels,
@@ -23,6 +25,7 @@ from mantis.explain._shift import (
     weights_fingerprint,
 )
 from mantis.explain._shift_run import (
+    FIELD_INPUT_PREFIX,
     ShiftScorer,
     describe_rows,
     ensure_shift_reference,
@@ -32,11 +35,13 @@ from mantis.explain._shift_run import (
 )
 
 __all__ = [
+    "FIELD_INPUT_PREFIX",
     "INPUT_FEATURE_KINDS",
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
     "SHIFT_SCORES",
     "ExplainError",
+    "FieldReference",
     "ShiftReference",
     "ShiftScorer",
     "band_noise_levels",
@@ -51,6 +56,7 @@ __all__ = [
     "linear_cka",
     "linear_cka_matrix",
     "magnitude_columns",
+    "native_morphology",
     "network_layers",
     "reference_path",
     "shift_calibration",

@@ -36,22 +36,25 @@ import numpy as np
 
 from mantis.config import load_config
 from mantis.exceptions import ConfigError
+from mantis.explain._field import FieldReference
 from mantis.explain._inputs import input_features
+from mantis.explain._morphology import native_morphology
 
 __all__ = [
     "SHIFT_COLUMNS",
     "SHIFT_METHODS",
     "SHIFT_SCORES",
     "ShiftReference",
+    "measure_inputs",
     "reference_path",
     "settings_of",
     "weights_fingerprint",
 ]
 
-SHIFT_COLUMNS = ("shift_score", "shift_pvalue", "shifted")
+SHIFT_COLUMNS = ("shift_score", "shift_pvalue", "shifted", "field_shift_pvalue")
 SHIFT_METHODS = ("knn", "mahalanobis")
 SHIFT_SCORES = ("embedding", "input", "combined")
-_FORMAT_VERSION = 2  # 2: input features and the combined score
+_FORMAT_VERSION = 3  # 2: input features and the combined score; 3: morphology, field part
 
 
 def reference_path(checkpoint: str | os.PathLike) -> Path:
@@ -88,10 +91,36 @@ def settings_of(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         )
     if not 0.0 < float(settings["alpha"]) < 1.0:
         raise ConfigError(f"shift alpha must lie in (0, 1), got {settings['alpha']!r}")
-    for key in ("k", "reference_size"):
+    nside = settings.get("field_nside", 64)
+    if not isinstance(nside, int) or nside < 1 or nside & (nside - 1):
+        raise ConfigError(f"shift field_nside must be a power of two >= 1, got {nside!r}")
+    for key in ("k", "reference_size", "field_min_objects"):
         if int(settings[key]) != settings[key] or settings[key] < 1:
             raise ConfigError(f"shift {key} must be an integer >= 1, got {settings[key]!r}")
     return settings
+
+
+def measure_inputs(
+    arrays: dict[str, np.ndarray],
+    groups: list[str],
+    noise: np.ndarray,
+    morphology_scale: float | None = None,
+) -> np.ndarray:
+    """`input_features` of ``groups``, then (given its pixel scale) the ``ps1`` morphology.
+
+    `native_morphology` of the ``ps1`` group is appended when ``morphology_scale`` (arcsec per
+    pixel) is given; arrays without a ``ps1`` group read as objects without PS1 data.
+    """
+    features = input_features(arrays, groups, *noise)
+    if morphology_scale is None:
+        return features
+    if "ps1/image" in arrays:
+        image, valid = arrays["ps1/image"], arrays["ps1/valid"]
+        morphology = native_morphology(image, valid, float(morphology_scale))
+    else:
+        empty = np.zeros((len(features), 1, 2, 2))
+        morphology = native_morphology(empty, empty.astype(bool), 1.0)
+    return np.concatenate([features, morphology], axis=1)
 
 
 def _normalise(embeddings: np.ndarray) -> np.ndarray:
@@ -145,7 +174,10 @@ class ShiftReference:
         Validation scores under ``knn``, ``mahalanobis``, ``input`` and ``combined``.
     meta : dict
         ``k``, ``method`` (of the embedding part), ``score``, ``n_train``, ``fingerprint``
-        (weights), ``layer`` and ``groups``.
+        (weights), ``layer``, ``groups``, and where the native PS1 morphology is measured
+        ``morphology_scale`` (arcsec per pixel) and the field part's ``locus_columns``.
+    field : FieldReference or None
+        The field-level test (`field_pvalues`); None without PS1 morphology.
     """
 
     reference: np.ndarray
@@ -158,6 +190,7 @@ class ShiftReference:
     envelope_columns: np.ndarray
     val_scores: dict[str, np.ndarray]
     meta: dict[str, Any]
+    field: FieldReference | None = None
 
     def __post_init__(self) -> None:
         self._index: dict[str, Any] = {}
@@ -175,6 +208,7 @@ class ShiftReference:
         method: str,
         score: str = "combined",
         envelope_columns: np.ndarray | None = None,
+        field: FieldReference | None = None,
         **meta: Any,
     ) -> ShiftReference:
         """Build the reference from training and validation embeddings and input features.
@@ -207,6 +241,7 @@ class ShiftReference:
             else np.asarray(envelope_columns, dtype=np.int64),
             {},
             {"k": int(k), "method": method, "score": score, **meta},
+            field,
         )
         ref.val_scores = {m: ref.score(val, m) for m in SHIFT_METHODS}
         ref.val_scores |= ref.input_parts(np.asarray(val_inputs, dtype=np.float64))
@@ -310,8 +345,32 @@ class ShiftReference:
         )
 
     def features(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
-        """Raw input features of build ``arrays`` (`input_features` with this noise)."""
-        return input_features(arrays, list(self.meta["groups"]), *self.noise)
+        """Raw input features of build ``arrays`` (`input_features` with this noise).
+
+        With ``morphology_scale`` in the meta, `native_morphology` of the ``ps1`` group
+        follows (no-data values where the arrays hold no ``ps1`` group).
+        """
+        groups = list(self.meta["groups"])
+        return measure_inputs(arrays, groups, self.noise, self.meta.get("morphology_scale"))
+
+    def field_pvalues(
+        self, ra: np.ndarray, dec: np.ndarray, features: np.ndarray, *, seed: int = 0
+    ) -> np.ndarray:
+        """``field_shift_pvalue`` of a catalogue's objects (`FieldReference`; NaN: untested).
+
+        ``features`` are `features` of the objects at ``ra``, ``dec`` (degrees).
+        """
+        if self.field is None or len(ra) == 0:
+            return np.full(len(ra), np.nan)
+        return self.field.pvalues(ra, dec, *self.field_inputs(features), seed=seed)
+
+    def field_inputs(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``log_size``, ``snr`` and PS1 magnitudes (NaN without data) from `features`."""
+        features = np.asarray(features, dtype=np.float64)
+        locus = np.asarray(self.meta["locus_columns"], dtype=np.int64)
+        mags = features[:, locus].copy()
+        mags[features[:, locus + _VALID_OFFSET] < 0.5] = np.nan
+        return features[:, -3], features[:, -1], mags
 
     def shift_scores(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
         """``shift_score`` of objects: the component named by ``meta['score']`` or both."""
@@ -333,12 +392,28 @@ class ShiftReference:
         at_least = len(val) - np.searchsorted(val, np.asarray(scores), side="left")
         return (1.0 + at_least) / (1.0 + len(val))
 
+    @staticmethod
+    def combined_pvalue(object_pvalue: np.ndarray, field_pvalue: np.ndarray) -> np.ndarray:
+        """Bonferroni min-p of the object and field p-values (the object's alone where NaN).
+
+        ``min(1, 2 min(p_object, p_field))`` is at most ``alpha`` with probability at most
+        ``alpha`` for in-distribution objects, whatever the dependence of the two parts.
+        """
+        object_pvalue = np.asarray(object_pvalue, dtype=np.float64)
+        field_pvalue = np.asarray(field_pvalue, dtype=np.float64)
+        both = np.minimum(1.0, 2.0 * np.fmin(object_pvalue, field_pvalue))
+        return np.where(np.isfinite(field_pvalue), both, object_pvalue)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write an ``.npz`` (no pickled objects) atomically."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
         arrays = {f"val_{m}": v for m, v in self.val_scores.items()}
-        meta = json.dumps({**self.meta, "format_version": _FORMAT_VERSION}, sort_keys=True)
+        meta = {**self.meta, "format_version": _FORMAT_VERSION}
+        if self.field is not None:
+            arrays |= {f"field_{name}": getattr(self.field, name) for name in _FIELD_ARRAYS}
+            meta |= {"field_nside": self.field.nside, "field_min_objects": self.field.min_objects}
+        meta = json.dumps(meta, sort_keys=True)
         np.savez(
             tmp,
             **{name: getattr(self, name) for name in _ARRAYS},
@@ -366,7 +441,14 @@ class ShiftReference:
                         "it with `mantis explain --reference-only`"
                     )
                 val = {m: data[f"val_{m}"] for m in _VAL_KINDS}
-                return cls(*(data[name] for name in _ARRAYS), val, meta)
+                field = None
+                if "field_nside" in meta:
+                    field = FieldReference(
+                        *(data[f"field_{name}"] for name in _FIELD_ARRAYS),
+                        nside=int(meta["field_nside"]),
+                        min_objects=int(meta["field_min_objects"]),
+                    )
+                return cls(*(data[name] for name in _ARRAYS), val, meta, field)
         except (OSError, KeyError, ValueError) as err:
             raise ConfigError(f"shift reference {str(path)!r} is unreadable: {err}") from None
 
@@ -381,3 +463,4 @@ _ARRAYS = (
     "noise",
     "envelope_columns",
 )
+_FIELD_ARRAYS = ("ra", "dec", "log_size", "snr", "residuals", "mags")

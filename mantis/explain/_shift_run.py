@@ -16,16 +16,21 @@ from typing import Any
 import numpy as np
 
 from mantis.exceptions import ConfigError
-from mantis.explain._inputs import band_noise_levels, input_features, magnitude_columns
+from mantis.explain._field import FieldReference, locus_residuals
+from mantis.explain._inputs import band_noise_levels, magnitude_columns
 from mantis.explain._shift import (
+    _VALID_OFFSET,
     ShiftReference,
+    measure_inputs,
     reference_path,
     settings_of,
     weights_fingerprint,
 )
 from mantis.stack import DatasetReader
+from mantis.surveys import bands_of, survey
 
 __all__ = [
+    "FIELD_INPUT_PREFIX",
     "ShiftScorer",
     "describe_rows",
     "embed_rows",
@@ -52,6 +57,12 @@ def read_rows(
         return reader.read(["catalog/ebv", *groups], np.asarray(rows))
 
 
+def _groups_read(module: Any, morphology_scale: float | None) -> list[str]:
+    """The network's image groups, and ``ps1`` where the native morphology is measured."""
+    extra = ["ps1"] if morphology_scale is not None and "ps1" not in module.groups else []
+    return [*module.groups, *extra]
+
+
 def embed_rows(module: Any, h5_path: str | os.PathLike, rows: np.ndarray) -> np.ndarray:
     """Penultimate embeddings of dataset ``rows``, read 512 at a time."""
     return describe_rows(module, h5_path, rows)[0]
@@ -62,8 +73,12 @@ def describe_rows(
     h5_path: str | os.PathLike,
     rows: np.ndarray,
     noise: np.ndarray | None = None,
+    morphology_scale: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and (given the band ``noise`` levels) raw input features of dataset ``rows``.
+
+    With ``morphology_scale`` the features end with the native PS1 morphology
+    (`measure_inputs`).
 
     Returns
     -------
@@ -74,11 +89,12 @@ def describe_rows(
     from mantis.explain._embed import embed_arrays
 
     embeddings, features = [], []
+    groups = _groups_read(module, morphology_scale)
     for start in range(0, len(rows), 512):
-        arrays = read_rows(h5_path, module.groups, rows[start : start + 512])
+        arrays = read_rows(h5_path, groups, rows[start : start + 512])
         embeddings.append(embed_arrays(module, arrays))
         if noise is not None:
-            features.append(input_features(arrays, module.groups, *noise))
+            features.append(measure_inputs(arrays, module.groups, noise, morphology_scale))
     if not embeddings:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0))
     if noise is None:
@@ -92,6 +108,7 @@ def _withheld_variants(
     rows: np.ndarray,
     noise: np.ndarray,
     rng: np.random.Generator,
+    morphology_scale: float | None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Embeddings and input features of reference objects with one survey withheld.
 
@@ -109,11 +126,11 @@ def _withheld_variants(
         chosen = np.sort(rng.choice(rows, size=count, replace=False))
         bands = [band.name for band in bands_of(survey_name)]
         for start in range(0, count, 512):
-            arrays = read_rows(h5_path, module.groups, chosen[start : start + 512])
+            groups = _groups_read(module, morphology_scale)
+            arrays = read_rows(h5_path, groups, chosen[start : start + 512])
             arrays = withhold_bands(arrays, module.spec, bands)
-            variants.append(
-                (embed_arrays(module, arrays), input_features(arrays, module.groups, *noise))
-            )
+            features = measure_inputs(arrays, module.groups, noise, morphology_scale)
+            variants.append((embed_arrays(module, arrays), features))
     return variants
 
 
@@ -154,11 +171,16 @@ def fit_shift_reference(
     # the typical noise of each band, from at most 1000 of the chosen objects
     sample = read_rows(dataset, module.groups, np.sort(rng.permutation(chosen)[:1000]))
     noise = np.stack(band_noise_levels(sample, module.groups))
-    train_emb, train_inputs = describe_rows(module, dataset, chosen, noise)
-    for embeddings, features in _withheld_variants(module, dataset, chosen, noise, rng):
+    scale = _morphology_scale(module, dataset)
+    train_emb, train_inputs = describe_rows(module, dataset, chosen, noise, scale)
+    field = None
+    locus = _ps1_magnitude_columns(module, sample)
+    if scale is not None and len(locus) >= 2:
+        field = _field_reference(dataset, chosen, train_inputs, locus, settings)
+    for embeddings, features in _withheld_variants(module, dataset, chosen, noise, rng, scale):
         train_emb = np.concatenate([train_emb, embeddings])
         train_inputs = np.concatenate([train_inputs, features])
-    val_emb, val_inputs = describe_rows(module, dataset, val_rows, noise)
+    val_emb, val_inputs = describe_rows(module, dataset, val_rows, noise, scale)
     reference = ShiftReference.fit(
         train_emb,
         val_emb,
@@ -168,13 +190,61 @@ def fit_shift_reference(
         k=int(settings["k"]),
         method=settings["method"],
         score=settings["score"],
+        field=field,
         n_train=len(train_rows),
         fingerprint=weights_fingerprint(module),
         layer="net.head.net.1",
         groups=list(module.groups),
         envelope_columns=magnitude_columns(sample, module.groups),
+        morphology_scale=scale,
+        locus_columns=[int(c) for c in locus],
     )
     return reference.save(reference_path(checkpoint))
+
+
+def _morphology_scale(module: Any, dataset: str | os.PathLike) -> float | None:
+    """Arcsec per pixel of the dataset's native ``ps1`` group (None: it has none)."""
+    with DatasetReader(dataset) as reader:
+        if "ps1/image" not in reader:
+            return None
+    grids = module.spec.get("grids", {})
+    return float(grids["ps1"]["pixel_scale"]) if "ps1" in grids else survey("ps1").pixel_scale
+
+
+def _ps1_magnitude_columns(module: Any, sample: dict[str, np.ndarray]) -> np.ndarray:
+    """The `input_features` columns of the PS1 bands' ``mag`` (in band order)."""
+    from mantis.explain._occlusion import channel_bands
+
+    names = [name for group in module.groups for name in channel_bands(module.spec)[group]]
+    columns = magnitude_columns(sample, module.groups)
+    ps1 = {band.name for band in bands_of("ps1")}
+    return np.array([c for c, name in zip(columns, names, strict=True) if name in ps1], int)
+
+
+def _field_reference(
+    dataset: str | os.PathLike,
+    rows: np.ndarray,
+    features: np.ndarray,
+    locus: np.ndarray,
+    settings: dict[str, Any],
+) -> FieldReference:
+    """The field test's reference: the training objects' positions and field features."""
+    with DatasetReader(dataset) as reader:
+        catalog = reader.catalog(["ra", "dec"])
+    mags = features[:, locus].copy()
+    has_data = np.all(features[:, locus + _VALID_OFFSET] >= 0.5, axis=1)
+    keep = has_data & (features[:, -1] > 0)
+    mags = mags[keep]
+    return FieldReference(
+        np.asarray(catalog["ra"])[rows][keep],
+        np.asarray(catalog["dec"])[rows][keep],
+        features[keep, -3],
+        features[keep, -1],
+        locus_residuals(mags, mags, leave_one_out=True),
+        mags.astype(np.float32),
+        nside=int(settings["field_nside"]),
+        min_objects=int(settings["field_min_objects"]),
+    )
 
 
 def _is_current(path: Path, checkpoint: str | os.PathLike) -> bool:
@@ -231,21 +301,93 @@ class ShiftScorer:
         return cls(reference, module, settings["alpha"])
 
     def columns(self, arrays: dict[str, np.ndarray] | None, n_rows: int) -> dict[str, np.ndarray]:
-        """``shift_score``, ``shift_pvalue`` (float) and ``shifted`` (bool) for ``n_rows``."""
+        """The `SHIFT_COLUMNS` of ``n_rows``, and the field part's inputs.
+
+        ``shift_pvalue`` and ``shifted`` are the object part's here and ``field_shift_pvalue``
+        NaN: the field part needs the whole catalogue (`with_field_part`). The field inputs are
+        columns named ``_field_*`` (`FIELD_INPUT_PREFIX`), dropped by `with_field_part`.
+        """
+        nan = np.full(n_rows, np.nan)
+        has_field = self.reference is not None and self.reference.field is not None
         if self.reference is None or not n_rows:
-            nan = np.full(n_rows, np.nan)
-            return {
+            out = {
                 "shift_score": nan,
                 "shift_pvalue": nan.copy(),
                 "shifted": np.zeros(n_rows, dtype=bool),
+                "field_shift_pvalue": nan.copy(),
             }
+            if has_field:
+                n_mags = self.reference.field.mags.shape[1]
+                out |= {name: nan.copy() for name in _field_input_names(n_mags)}
+            return out
         from mantis.explain._embed import embed_arrays
 
-        scores = self.reference.shift_scores(
-            embed_arrays(self.module, arrays), self.reference.features(arrays)
-        )
+        features = self.reference.features(arrays)
+        scores = self.reference.shift_scores(embed_arrays(self.module, arrays), features)
         pvalues = self.reference.pvalue(scores)
-        return {"shift_score": scores, "shift_pvalue": pvalues, "shifted": pvalues < self.alpha}
+        out = {
+            "shift_score": scores,
+            "shift_pvalue": pvalues,
+            "shifted": pvalues < self.alpha,
+            "field_shift_pvalue": nan,
+        }
+        if has_field:
+            log_size, snr, mags = self.reference.field_inputs(features)
+            values = [log_size, snr, *mags.T]
+            out |= dict(zip(_field_input_names(mags.shape[1]), values, strict=True))
+        return out
+
+    def with_field_part(self, frame: Any) -> Any:
+        """Fill ``field_shift_pvalue`` of a whole catalogue and fold it into ``shift_pvalue``.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            The catalogue's rows with ``ra``, ``dec``, ``valid``, the `SHIFT_COLUMNS` and the
+            ``_field_*`` inputs of `columns`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``frame`` without the ``_field_*`` columns; ``field_shift_pvalue`` set where the
+            object's cell was tested, ``shift_pvalue`` the Bonferroni combination of the
+            object and field p-values (`ShiftReference.combined_pvalue`), ``shifted`` redone.
+        """
+        hidden = [c for c in frame.columns if str(c).startswith(FIELD_INPUT_PREFIX)]
+        out = frame.drop(columns=hidden)
+        if self.reference is None or self.reference.field is None or not hidden:
+            return out
+        n_mags = self.reference.field.mags.shape[1]
+        names = _field_input_names(n_mags)
+        valid = np.asarray(frame["valid"], dtype=bool)
+        inputs = frame.loc[valid, names].to_numpy(dtype=np.float64)
+        field = np.full(len(frame), np.nan)
+        field[valid] = self.reference.field.pvalues(
+            frame.loc[valid, "ra"].to_numpy(dtype=np.float64),
+            frame.loc[valid, "dec"].to_numpy(dtype=np.float64),
+            inputs[:, 0],
+            inputs[:, 1],
+            inputs[:, 2:],
+        )
+        combined = self.reference.combined_pvalue(out["shift_pvalue"].to_numpy(float), field)
+        out["field_shift_pvalue"] = field
+        out["shift_pvalue"] = combined
+        out["shifted"] = valid & (combined < self.alpha)
+        return out
+        valid = np.asarray(frame["valid"], dtype=bool)
+        values = frame.loc[valid, :].assign(**{c: None for c in []})
+        inputs = np.column_stack([np.asarray(values_of, dtype=np.float64) for values_of in []])
+        del values, inputs
+        return frame
+
+
+FIELD_INPUT_PREFIX = "_field_"
+
+
+def _field_input_names(n_mags: int) -> list[str]:
+    """Names of the field part's per-object inputs in prediction parts."""
+    mags = [f"{FIELD_INPUT_PREFIX}mag{i}" for i in range(n_mags)]
+    return [f"{FIELD_INPUT_PREFIX}log_size", f"{FIELD_INPUT_PREFIX}snr", *mags]
 
 
 def shift_calibration(
@@ -261,8 +403,9 @@ def shift_calibration(
     -------
     dict
         ``method``, ``alpha``, ``n``, ``n_flagged``, ``flag_rate``, ``sigma``
-        (``sqrt(alpha (1 - alpha) / n)``), ``within_2sigma`` and the flag rates at
-        p < 0.05 and p < 0.1.
+        (``sqrt(alpha (1 - alpha) / n)``), ``within_2sigma``, the flag rates at
+        p < 0.05 and p < 0.1, and ``n_field_tested``: objects whose cell the field part
+        tested (the split taken as one catalogue; their ``shift_pvalue`` is combined).
     """
     from mantis.models import load_predictor
 
@@ -270,8 +413,16 @@ def shift_calibration(
     reference = ShiftReference.load(ensure_shift_reference(checkpoint, dataset))
     module = load_predictor(checkpoint).module
     rows = _split_rows(dataset, split)
-    scores = reference.shift_scores(*describe_rows(module, dataset, rows, reference.noise))
-    pvalues = reference.pvalue(scores)
+    scale = reference.meta.get("morphology_scale")
+    embeddings, features = describe_rows(module, dataset, rows, reference.noise, scale)
+    pvalues = reference.pvalue(reference.shift_scores(embeddings, features))
+    field = np.full(len(rows), np.nan)
+    if reference.field is not None:  # the split as one catalogue: its cells are tested
+        with DatasetReader(dataset) as reader:
+            catalog = reader.catalog(["ra", "dec"])
+        positions = (np.asarray(catalog["ra"])[rows], np.asarray(catalog["dec"])[rows])
+        field = reference.field_pvalues(*positions, features)
+        pvalues = reference.combined_pvalue(pvalues, field)
     alpha, n = float(settings["alpha"]), len(pvalues)
     sigma = float(np.sqrt(alpha * (1.0 - alpha) / max(n, 1)))
     rate = float(np.mean(pvalues < alpha)) if n else float("nan")
@@ -288,6 +439,7 @@ def shift_calibration(
         "within_2sigma": bool(abs(rate - alpha) <= 2.0 * sigma),
         "flag_rate_p05": float(np.mean(pvalues < 0.05)) if n else float("nan"),
         "flag_rate_p10": float(np.mean(pvalues < 0.1)) if n else float("nan"),
+        "n_field_tested": int(np.isfinite(field).sum()),
     }
 
 

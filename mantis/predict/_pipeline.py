@@ -27,6 +27,7 @@ from mantis.predict._catalog_stream import (
     iter_catalog_chunks,
 )
 from mantis.predict._duplicates import DUPLICATE_REASON, duplicated_rows
+from mantis.predict._field_pass import with_field_part
 from mantis.predict._flags import fetch_summary, judge_rows, request_stats, with_fetch_columns
 from mantis.predict._outputs import check_existing_output, output_format
 from mantis.predict._parts import PartStore, PredictionError, subtract_intervals
@@ -257,10 +258,6 @@ def _rows_to_do(n_rows: int, chunk_rows: int, rank: int, world: int, done: list)
     return total
 
 
-def _zgrid_of(job: _Job) -> Any:
-    return _load_predictor(job).zgrid
-
-
 def _finish(job: _Job, n_rows: int, earlier: set[str], started: float) -> tuple:
     """Merge the parts into the output; return ``(n_invalid, n_failed, fetch summary)``.
 
@@ -272,8 +269,12 @@ def _finish(job: _Job, n_rows: int, earlier: set[str], started: float) -> tuple:
     store = PartStore(job.out)
     store.check_complete(n_rows)
     parts = [p for _, _, p in store.parts()]
+    from mantis.explain import ShiftScorer
+
+    predictor = _load_predictor(job)
+    parts = with_field_part(parts, ShiftScorer.for_checkpoint(job.checkpoint, predictor))
     n_valid = sum(int(pc.sum(pq.read_table(p, columns=["valid"])[0]).as_py() or 0) for p in parts)
-    merge_parts(parts, job.out, job.fmt, _zgrid_of(job), job.made_from)
+    merge_parts(parts, job.out, job.fmt, predictor.zgrid, job.made_from)
     fetched = fetch_summary(parts, earlier, n_rows, time.perf_counter() - started)
     n_failed = store.n_failed()
     if not n_failed:

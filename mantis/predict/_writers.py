@@ -277,7 +277,7 @@ def _write_qp(parts: list[Path], tmp: Path, schema, zgrid: ZGrid, made_from=None
             "zmedian": table.column("z_median").to_numpy(),
             "z_std": table.column("z_std").to_numpy(),
         }
-        for name in ("shift_score", "shift_pvalue", "shifted"):  # mantis.explain.SHIFT_COLUMNS
+        for name in ("shift_score", "shift_pvalue", "shifted", "field_shift_pvalue"):
             if name in table.column_names:
                 ancil[name] = table.column(name).to_numpy(zero_copy_only=False)
         return densities.to_qp(_density_matrix(table, zgrid).astype(np.float64), zgrid, ancil)

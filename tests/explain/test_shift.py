@@ -88,7 +88,7 @@ def test_training_stores_a_reference_that_scores_shifted_inputs_higher(explain_m
     scorer = ShiftScorer.for_checkpoint(checkpoint, predictor)
     with np.load(path, allow_pickle=False) as data:
         n_ref = len(data["reference"])
-    arrays = read_rows(dataset, ["early"], np.arange(n_ref))
+    arrays = read_rows(dataset, ["early", "ps1"], np.arange(n_ref))
     columns = scorer.columns(arrays, n_ref)
     shifted = dict(arrays)
     rng = np.random.default_rng(0)  # a bright, structureless image in every band
