@@ -8,13 +8,13 @@ checkpoint (`fit_shift_reference`).
 from mantis.explain._cka import hsic_unbiased, linear_cka, linear_cka_matrix
 from mantis.explain._embed import collect_layers, embed_arrays
 from mantis.explain._field import FieldReference
-from mantis.explain._morphology import native_morphology
 from mantis.explain._inputs import (
     INPUT_FEATURE_KINDS,
     band_noise_levels,
     input_features,
     magnitude_columns,
 )
+from mantis.explain._morphology import native_morphology
 from mantis.explain._run import ExplainError, explain_run, network_layers
 from mantis.explain._shift import (
     SHIFT_COLUMNS,

@@ -71,7 +71,7 @@ def locus_residuals(
 
 
 def _statistics(log_size: np.ndarray, snr: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """The `FIELD_STATISTICS` of draws: arrays ``(..., n)`` in, ``(..., 1 + bands)`` out."""
+    """Compute the `FIELD_STATISTICS` of draws: ``(..., n)`` arrays in, ``(..., 1 + bands)`` out."""
     with np.errstate(all="ignore"):
         detected = np.where(snr >= SEEING_MIN_SNR, log_size, np.nan)
         seeing = np.nanpercentile(detected, 25, axis=-1)

@@ -58,7 +58,7 @@ def read_rows(
 
 
 def _groups_read(module: Any, morphology_scale: float | None) -> list[str]:
-    """The network's image groups, and ``ps1`` where the native morphology is measured."""
+    """List the network's image groups, and ``ps1`` where the native morphology is measured."""
     extra = ["ps1"] if morphology_scale is not None and "ps1" not in module.groups else []
     return [*module.groups, *extra]
 
@@ -212,7 +212,7 @@ def _morphology_scale(module: Any, dataset: str | os.PathLike) -> float | None:
 
 
 def _ps1_magnitude_columns(module: Any, sample: dict[str, np.ndarray]) -> np.ndarray:
-    """The `input_features` columns of the PS1 bands' ``mag`` (in band order)."""
+    """Return the `input_features` columns of the PS1 bands' ``mag`` (in band order)."""
     from mantis.explain._occlusion import channel_bands
 
     names = [name for group in module.groups for name in channel_bands(module.spec)[group]]
@@ -228,7 +228,7 @@ def _field_reference(
     locus: np.ndarray,
     settings: dict[str, Any],
 ) -> FieldReference:
-    """The field test's reference: the training objects' positions and field features."""
+    """Build the field test's reference: training objects' positions and field features."""
     with DatasetReader(dataset) as reader:
         catalog = reader.catalog(["ra", "dec"])
     mags = features[:, locus].copy()
@@ -301,7 +301,7 @@ class ShiftScorer:
         return cls(reference, module, settings["alpha"])
 
     def columns(self, arrays: dict[str, np.ndarray] | None, n_rows: int) -> dict[str, np.ndarray]:
-        """The `SHIFT_COLUMNS` of ``n_rows``, and the field part's inputs.
+        """Return the `SHIFT_COLUMNS` of ``n_rows``, and the field part's inputs.
 
         ``shift_pvalue`` and ``shifted`` are the object part's here and ``field_shift_pvalue``
         NaN: the field part needs the whole catalogue (`with_field_part`). The field inputs are

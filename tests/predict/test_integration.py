@@ -171,7 +171,13 @@ def test_shift_columns_are_in_every_output_format(predicted, sky_server, fmt):
     reference = ShiftReference.load(reference_path(checkpoint))
     assert np.all(np.isfinite(frame["shift_score"][valid]))
     assert frame["shift_pvalue"][~valid].isna().all() and not frame["shifted"][~valid].any()
-    expected_p = reference.pvalue(frame["shift_score"][valid].to_numpy())
+    field = frame["field_shift_pvalue"].to_numpy(dtype=float)
+    assert np.isnan(field[~valid]).all()
+    # the object p-value, Bonferroni-combined with the field's where its cell was tested
+    object_p = reference.pvalue(frame["shift_score"][valid].to_numpy())
+    expected_p = np.where(
+        np.isnan(field[valid]), object_p, np.minimum(1.0, 2.0 * np.minimum(object_p, field[valid]))
+    )
     np.testing.assert_allclose(frame["shift_pvalue"][valid], expected_p)
     np.testing.assert_array_equal(frame["shifted"][valid], expected_p < 0.01)
     if fmt == "qp":
@@ -182,6 +188,7 @@ def test_shift_columns_are_in_every_output_format(predicted, sky_server, fmt):
         np.testing.assert_array_equal(ancil["shifted"], frame["shifted"][valid])
         return
     other, _, _ = read_predictions(out)
-    for name in ("shift_score", "shift_pvalue"):
+    for name in ("shift_score", "shift_pvalue", "field_shift_pvalue"):
         np.testing.assert_allclose(other[name], frame[name], rtol=1e-9, equal_nan=True)
+    assert not any(str(c).startswith("_field_") for c in other.columns)
     np.testing.assert_array_equal(other["shifted"].astype(bool), frame["shifted"])
