@@ -38,13 +38,17 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 N_PER_SET = 300
 OUTLIER = 0.15
 TOP_FRACTION = 0.05
-VARIANTS = {  # name: ShiftReference.fit settings; the configured one is "combined"
-    "embedding kNN": {"k": 10, "method": "knn", "score": "embedding"},
-    "embedding Mahalanobis": {"k": 10, "method": "mahalanobis", "score": "embedding"},
-    "input": {"k": 10, "method": "knn", "score": "input"},
-    "combined": {"k": 10, "method": "knn", "score": "combined"},
-    "combined (Mahalanobis embedding)": {"k": 10, "method": "mahalanobis", "score": "combined"},
+VARIANTS = {  # name: (ShiftReference.fit settings, whether the input part has morphology)
+    "embedding kNN": ({"k": 10, "method": "knn", "score": "embedding"}, True),
+    "input, 1″ grid only": ({"k": 10, "method": "knn", "score": "input"}, False),
+    "input": ({"k": 10, "method": "knn", "score": "input"}, True),
+    "combined, 1″ grid only": ({"k": 10, "method": "knn", "score": "combined"}, False),
+    "combined": ({"k": 10, "method": "knn", "score": "combined"}, True),
 }
+MORPHOLOGY_COLUMNS = 3  # native_morphology: the last input-feature columns
+CONTAMINATION = 0.10  # the realistic mix: the test split plus this share of shifted objects
+REALISTIC_FROM = {"a": ["a_bright_lowz"], "b": ["b_faint_highz"],
+                  "d": ["d_seeing_x1.5", "d_offset_r_0.2"], "e": ["e_stars_quasars"]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -233,20 +237,24 @@ def main() -> None:
     # every variant from the same embeddings and input features, to choose the score
     configured = ShiftReference.load(ensure_shift_reference(ckpt, data))
     module = load_predictor(ckpt).module
-    train = describe_rows(module, data, np.flatnonzero(split == "train"), configured.noise)
-    val = describe_rows(module, data, np.flatnonzero(split == "val"), configured.noise)
+    scale = configured.meta.get("morphology_scale")
+    train = describe_rows(module, data, np.flatnonzero(split == "train"), configured.noise, scale)
+    val = describe_rows(module, data, np.flatnonzero(split == "val"), configured.noise, scale)
     variants = {
-        name: ShiftReference.fit(
-            train[0],
-            val[0],
-            train[1],
-            val[1],
-            noise=configured.noise,
-            groups=["early"],
-            envelope_columns=configured.envelope_columns,
-            **kw,
+        name: (
+            ShiftReference.fit(
+                train[0],
+                val[0],
+                _columns(train[1], morphology),
+                _columns(val[1], morphology),
+                noise=configured.noise,
+                groups=["early"],
+                envelope_columns=configured.envelope_columns,
+                **kw,
+            ),
+            morphology,
         )
-        for name, kw in VARIANTS.items()
+        for name, (kw, morphology) in VARIANTS.items()
     }
 
     def described(name):
@@ -256,64 +264,77 @@ def main() -> None:
         else:
             source, frame = H5Source(str(prepared[name][1])), sets.get(name, degraded)
         arrays = source.arrays(frame)
+        if name.startswith("c_no_"):  # the withheld test split as a dataset, for the CKA
+            _write_h5(work / f"{name}.h5", arrays, frame)
         return embed_arrays(module, arrays), configured.features(arrays)
 
     objects = {name: described(name) for name in predictions}
-    # the predicted column is the configured score of the same embeddings and features
+    # the predicted columns are the configured score and field part of the same objects
+    test_pred = predictions["in-distribution test"]
     np.testing.assert_allclose(
         configured.shift_scores(*objects["in-distribution test"]),
-        predictions["in-distribution test"]["shift_score"].to_numpy(),
+        test_pred["shift_score"].to_numpy(),
         rtol=1e-5,
     )
     cache = {"train_emb": train[0], "train_in": train[1], "val_emb": val[0], "val_in": val[1]}
-    results, variant_scores = {}, {v: [] for v in variants}
+    results, variant_scores, rows = {}, {v: [] for v in variants}, {}
     for name, pred in predictions.items():
         ok = pred["valid"].to_numpy()
         delta = ((pred["z_median"] - pred["z"]) / (1 + pred["z"])).to_numpy()[ok]
         emb, feats = objects[name][0][ok], objects[name][1][ok]
+        ra, dec = pred["ra"].to_numpy()[ok], pred["dec"].to_numpy()[ok]
+        rows[name] = (emb, feats, ra, dec, delta)
         cache |= {f"{name}/emb": emb, f"{name}/in": feats, f"{name}/dz": delta}
+        cache |= {f"{name}/ra": ra, f"{name}/dec": dec}
         scores = pred["shift_score"].to_numpy()[ok]
+        pvalues = pred["shift_pvalue"].to_numpy()[ok]
         flagged = pred["shifted"].to_numpy()[ok]
+        field = pred["field_shift_pvalue"].to_numpy()[ok]
         row = {
             "n": int(ok.sum()),
             "flag_rate": float(flagged.mean()),
+            "field_tested": float(np.isfinite(field).mean()),
+            "field_flag_rate": float(np.mean(field < 0.01)),
             "flagged": _point_summary(delta[flagged]),
             "unflagged": _point_summary(delta[~flagged]),
-            "removed_top5": _removed_by_top(scores, delta),
+            "removed_top5": _removed_by_top(_rank_key(pvalues, scores), delta),
             "auroc": {},
             "flag_rate_variants": {},
         }
-        for variant, ref in variants.items():
-            s_set = ref.shift_scores(emb, feats)
+        for variant, (ref, morphology) in variants.items():
+            s_set = ref.shift_scores(emb, _columns(feats, morphology))
             variant_scores[variant].append(s_set)
             row["flag_rate_variants"][variant] = float(np.mean(ref.pvalue(s_set) < 0.01))
-            if name != "in-distribution test":
-                s_id = variant_scores[variant][0]
+        variant_scores.setdefault("combined + field (predicted)", []).append(
+            _rank_key(pvalues, scores)
+        )
+        if name != "in-distribution test":
+            for variant, per_set in variant_scores.items():
+                s_id, s_set = per_set[0], per_set[-1]
                 labels = np.r_[np.zeros(len(s_id)), np.ones(len(s_set))]
                 row["auroc"][variant] = float(roc_auc_score(labels, np.r_[s_id, s_set]))
         results[name] = row
     np.savez(work / "described.npz", **cache)
 
-    mixed = pd.concat([p[p["valid"]] for p in predictions.values()], ignore_index=True)
-    mixed_delta = ((mixed["z_median"] - mixed["z"]) / (1 + mixed["z"])).to_numpy()
+    mixes = {
+        "all sets": list(predictions),
+        "test + 10% shifted": None,  # drawn below
+    }
+    summary_mixes = {}
+    for mix_name, members in mixes.items():
+        picked = _realistic_mix(rows) if members is None else {m: None for m in members}
+        summary_mixes[mix_name] = _mixed(configured, variants, rows, picked)
     summary = {
         "results": results,
-        "mixed": {
-            "n": len(mixed),
-            "outliers": int(np.sum(np.abs(mixed_delta) > OUTLIER)),
-            "removed_top5": _removed_by_top(mixed["shift_score"].to_numpy(), mixed_delta),
-            "removed_top5_variants": {
-                v: _removed_by_top(np.concatenate(s), mixed_delta)
-                for v, s in variant_scores.items()
-            },
-        },
+        "mixed": summary_mixes,
         "alpha": float(load_config("shift")["alpha"]),
         "reference": {k: configured.meta[k] for k in ("k", "method", "score")},
         "reference_bytes": reference_path(ckpt).stat().st_size,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if args.explain:
-        shifted = {name: str(h5) for name, (_, h5) in prepared.items()}
+        shifted = {name: str(work / f"{name}.h5") for name in ("c_no_galex", "c_no_unwise")}
+        shifted |= {name: str(h5) for name, (_, h5) in prepared.items()}
         start = time.perf_counter()
         explain_run(ckpt, data, run / "early" / "explain", shifted=shifted)
         summary["explain_seconds"] = round(time.perf_counter() - start, 1)
@@ -323,33 +344,95 @@ def main() -> None:
     _print_table(summary)
 
 
+def _columns(features, morphology):
+    """The input features a variant reads: all, or those of the 1″ grid alone."""
+    return features if morphology else features[:, :-MORPHOLOGY_COLUMNS]
+
+
+def _rank_key(pvalues, scores):
+    """Order by the combined p-value, ties broken by the object score."""
+    return -np.log(pvalues) + 1e-6 * np.asarray(scores)
+
+
+def _realistic_mix(rows, seed=0):
+    """The test split plus `CONTAMINATION` shifted objects drawn evenly from (a), (b), (d), (e)."""
+    rng = np.random.default_rng(seed)
+    n_test = len(rows["in-distribution test"][0])
+    n_shifted = round(CONTAMINATION / (1 - CONTAMINATION) * n_test)
+    picked = {"in-distribution test": None}
+    per_group = n_shifted // len(REALISTIC_FROM)
+    for names in REALISTIC_FROM.values():
+        for i, name in enumerate(names):
+            count = per_group // len(names) + (i < per_group % len(names))
+            picked[name] = np.sort(rng.choice(len(rows[name][0]), count, replace=False))
+    return picked
+
+
+def _mixed(configured, variants, rows, picked):
+    """Outliers removed by the top 5% of a mixed catalogue, per variant and with the field part.
+
+    The field part is recomputed on the mixed catalogue itself (its cells hold every member).
+    """
+    parts = [[x if take is None else x[take] for x in rows[name]] for name, take in picked.items()]
+    emb, feats, ra, dec, delta = (np.concatenate(x) for x in zip(*parts, strict=True))
+    out = {"n": len(delta), "outliers": int(np.sum(np.abs(delta) > OUTLIER))}
+    out["removed_top5_variants"] = {
+        v: _removed_by_top(ref.shift_scores(emb, _columns(feats, m)), delta)
+        for v, (ref, m) in variants.items()
+    }
+    scores = configured.shift_scores(emb, feats)
+    field = configured.field_pvalues(ra, dec, feats)
+    pvalues = configured.combined_pvalue(configured.pvalue(scores), field)
+    out["removed_top5"] = _removed_by_top(_rank_key(pvalues, scores), delta)
+    out["field_tested"] = float(np.isfinite(field).mean())
+    out["ceiling"] = min(1.0, round(TOP_FRACTION * len(delta)) / max(out["outliers"], 1))
+    return out
+
+
+def _write_h5(path, arrays, frame):
+    """A dataset file of ``arrays`` (what `read_rows` and `mantis explain --shifted` read)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f["catalog/id"] = frame["id"].astype(str).to_numpy().astype("S")
+        for key in ("ra", "dec", "z"):
+            f[f"catalog/{key}"] = frame[key].to_numpy()
+        for key, value in arrays.items():
+            if key.startswith(("catalog/", "early/", "ps1/")) and key not in f:
+                f[key] = value
+    tmp.replace(path)
+
+
 def _print_table(summary):
-    methods = list(VARIANTS)
+    methods = [*VARIANTS, "combined + field (predicted)"]
     print(
         "| set | n | "
         + " | ".join(f"AUROC {m}" for m in methods)
-        + " | flagged | NMAD / η flagged | NMAD / η unflagged | outliers removed by top 5% |"
+        + " | flagged | field tested / flagged | NMAD / η flagged | NMAD / η unflagged "
+        "| outliers removed by top 5% |"
     )
-    print("|---" * (len(methods) + 6) + "|")
+    print("|---" * (len(methods) + 7) + "|")
     for name, r in summary["results"].items():
         auc = [f"{r['auroc'][m]:.3f}" if m in r["auroc"] else "" for m in methods]
         f, u = r["flagged"], r["unflagged"]
         print(
             f"| {name} | {r['n']} | " + " | ".join(auc) + f" | {r['flag_rate']:.3f} | "
+            f"{r['field_tested']:.2f} / {r['field_flag_rate']:.3f} | "
             f"{f['nmad']:.3f} / {f['eta']:.3f} | {u['nmad']:.3f} / {u['eta']:.3f} | "
             f"{r['removed_top5']:.2f} |"
         )
-    m = summary["mixed"]
-    print(
-        f"mixed catalogue: {m['n']} objects, {m['outliers']} outliers, top 5% removes "
-        f"{m['removed_top5']:.2f} of them; by variant: "
-        + ", ".join(f"{v} {x:.2f}" for v, x in m["removed_top5_variants"].items())
-    )
+    for mix_name, m in summary["mixed"].items():
+        print(
+            f"mixed catalogue ({mix_name}): {m['n']} objects, {m['outliers']} outliers, top 5% "
+            f"removes {m['removed_top5']:.3f} of them (ceiling {m['ceiling']:.2f}, field tested "
+            f"{m['field_tested']:.2f}); by variant: "
+            + ", ".join(f"{v} {x:.3f}" for v, x in m["removed_top5_variants"].items())
+        )
     flags = summary["results"]["in-distribution test"]["flag_rate_variants"]
     print(
         "in-distribution flag rate at p < 0.01 by variant: "
         + ", ".join(f"{v} {x:.4f}" for v, x in flags.items())
     )
+    print(f"reference file {summary['reference_bytes'] / 1e6:.1f} MB, {summary['seconds']} s")
 
 
 if __name__ == "__main__":
