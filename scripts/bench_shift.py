@@ -38,12 +38,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 N_PER_SET = 300
 OUTLIER = 0.15
 TOP_FRACTION = 0.05
-VARIANTS = {  # name: (ShiftReference.fit settings, whether the input part has morphology)
-    "embedding kNN": ({"k": 10, "method": "knn", "score": "embedding"}, True),
-    "input, 1″ grid only": ({"k": 10, "method": "knn", "score": "input"}, False),
-    "input": ({"k": 10, "method": "knn", "score": "input"}, True),
-    "combined, 1″ grid only": ({"k": 10, "method": "knn", "score": "combined"}, False),
-    "combined": ({"k": 10, "method": "knn", "score": "combined"}, True),
+VARIANTS = {  # name: (ShiftReference.fit settings, native morphology?, density part on)
+    "embedding kNN": ({"k": 10, "method": "knn", "score": "embedding"}, True, "compact"),
+    "input, 1″ grid only": ({"k": 10, "method": "knn", "score": "input"}, False, "all"),
+    "input, density on all": ({"k": 10, "method": "knn", "score": "input"}, True, "all"),
+    "input": ({"k": 10, "method": "knn", "score": "input"}, True, "compact"),
+    "combined, 1″ grid only": ({"k": 10, "method": "knn", "score": "combined"}, False, "all"),
+    "combined": ({"k": 10, "method": "knn", "score": "combined"}, True, "compact"),
 }
 MORPHOLOGY_COLUMNS = 3  # native_morphology: the last input-feature columns
 CONTAMINATION = 0.10  # the realistic mix: the test split plus this share of shifted objects
@@ -250,11 +251,14 @@ def main() -> None:
                 noise=configured.noise,
                 groups=["early"],
                 envelope_columns=configured.envelope_columns,
+                density_columns=configured.meta["density_columns"]
+                if density == "compact"
+                else None,
                 **kw,
             ),
             morphology,
         )
-        for name, (kw, morphology) in VARIANTS.items()
+        for name, (kw, morphology, density) in VARIANTS.items()
     }
 
     def described(name):

@@ -15,8 +15,8 @@ cells of ``nside``; 64 gives cells of about 0.9 deg), and each cell with at leas
 Each statistic is compared with its distribution over 10 000 draws of the same number of
 training objects (at most 1000) from one training cell (a seeded bootstrap, cells weighted by
 their objects, so that the training fields' own seeing and depth are part of the null); the
-two-sided p-values are combined by Bonferroni: ``field_shift_pvalue = min(1, m * min_j p_j)``. Cells with fewer
-objects, and objects without PS1 data, get NaN (no field part).
+two-sided p-values are combined by Bonferroni: ``field_shift_pvalue = min(1, m * min_j p_j)``.
+Cells with fewer objects, and objects without PS1 data, get NaN (no field part).
 """
 
 from __future__ import annotations

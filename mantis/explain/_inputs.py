@@ -25,7 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["INPUT_FEATURE_KINDS", "band_noise_levels", "input_features", "magnitude_columns"]
+__all__ = [
+    "INPUT_FEATURE_KINDS",
+    "band_noise_levels",
+    "colour_columns",
+    "input_features",
+    "magnitude_columns",
+]
 
 INPUT_FEATURE_KINDS = ("mag", "core", "concentration", "log_noise", "valid", "colour")
 _PER_BAND = 5  # mag, core, concentration, log_noise, valid
@@ -129,4 +135,15 @@ def magnitude_columns(arrays: dict[str, np.ndarray], groups: list[str]) -> np.nd
         n_bands = arrays[f"{group}/image"].shape[1]
         columns += [start + _PER_BAND * band for band in range(n_bands)]
         start += _PER_BAND * n_bands + n_bands - 1
+    return np.asarray(columns, dtype=np.int64)
+
+
+def colour_columns(arrays: dict[str, np.ndarray], groups: list[str]) -> np.ndarray:
+    """Return the indices of the ``colour`` features among the `input_features` columns."""
+    columns, start = [], 0
+    for group in groups:
+        n_bands = arrays[f"{group}/image"].shape[1]
+        start += _PER_BAND * n_bands
+        columns += list(range(start, start + n_bands - 1))
+        start += n_bands - 1
     return np.asarray(columns, dtype=np.int64)

@@ -303,21 +303,26 @@ class ShiftReference:
         return raw >= 0.5
 
     def _density(self, standard: np.ndarray) -> np.ndarray:
-        """Local outlier factor of each object among the training inputs (larger = sparser)."""
+        """Local outlier factor among the training inputs (larger = sparser).
+
+        Only the ``density_columns`` of the meta count (default: every feature).
+        """
+        columns = self.meta.get("density_columns")
+        columns = slice(None) if columns is None else np.asarray(columns, dtype=np.int64)
         if "density" not in self._index:
             from sklearn.neighbors import LocalOutlierFactor
 
             k = min(_LOF_NEIGHBOURS, len(self.inputs) - 1)
             self._index["density"] = LocalOutlierFactor(n_neighbors=k, novelty=True)
-            self._index["density"].fit(self.inputs)
-        return -self._index["density"].score_samples(standard).astype(np.float64)
+            self._index["density"].fit(self.inputs[:, columns])
+        return -self._index["density"].score_samples(standard[:, columns]).astype(np.float64)
 
     def input_parts(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Score raw input ``features`` by ``envelope`` and ``density``.
 
         ``envelope``: brightness outside the training range (rank in the rarer tail, then
-        the excess beyond it); ``density``: local outlier factor in all standardised input
-        features.
+        the excess beyond it); ``density``: local outlier factor in the standardised input
+        features named by ``density_columns`` (all by default).
         """
         standard = _standardise(features, self.input_centre, self.input_scale)
         if len(standard) == 0:

@@ -17,7 +17,7 @@ import numpy as np
 
 from mantis.exceptions import ConfigError
 from mantis.explain._field import FieldReference, locus_residuals
-from mantis.explain._inputs import band_noise_levels, magnitude_columns
+from mantis.explain._inputs import band_noise_levels, colour_columns, magnitude_columns
 from mantis.explain._shift import (
     _VALID_OFFSET,
     ShiftReference,
@@ -198,6 +198,7 @@ def fit_shift_reference(
         envelope_columns=magnitude_columns(sample, module.groups),
         morphology_scale=scale,
         locus_columns=[int(c) for c in locus],
+        density_columns=_density_columns(sample, module, locus, train_inputs.shape[1], scale),
     )
     return reference.save(reference_path(checkpoint))
 
@@ -219,6 +220,24 @@ def _ps1_magnitude_columns(module: Any, sample: dict[str, np.ndarray]) -> np.nda
     columns = magnitude_columns(sample, module.groups)
     ps1 = {band.name for band in bands_of("ps1")}
     return np.array([c for c, name in zip(columns, names, strict=True) if name in ps1], int)
+
+
+def _density_columns(
+    sample: dict[str, np.ndarray],
+    module: Any,
+    locus: np.ndarray,
+    n_features: int,
+    scale: float | None,
+) -> list[int] | None:
+    """Features of the density part: colours, the PS1 r magnitude and the native morphology.
+
+    Without the native morphology the density part reads every feature, as before.
+    """
+    if scale is None or len(locus) < 2:
+        return None
+    r_mag = [int(locus[1])]  # PS1 g r i z y: r, the band magnitudes are quoted in
+    morphology = [n_features - 3, n_features - 2]  # log_size, concentration
+    return [*map(int, colour_columns(sample, module.groups)), *r_mag, *morphology]
 
 
 def _field_reference(
