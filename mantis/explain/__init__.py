@@ -11,6 +11,7 @@ from mantis.explain._field import FieldReference
 from mantis.explain._inputs import (
     INPUT_FEATURE_KINDS,
     band_noise_levels,
+    colour_columns,
     input_features,
     magnitude_columns,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ShiftScorer",
     "band_noise_levels",
     "collect_layers",
+    "colour_columns",
     "describe_rows",
     "embed_arrays",
     "ensure_shift_reference",

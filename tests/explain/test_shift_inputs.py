@@ -7,7 +7,13 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from mantis.data.testing import synthetic_dataset
-from mantis.explain import ShiftReference, band_noise_levels, input_features, magnitude_columns
+from mantis.explain import (
+    ShiftReference,
+    band_noise_levels,
+    colour_columns,
+    input_features,
+    magnitude_columns,
+)
 
 R_BAND = 3  # FUV NUV g r ...
 
@@ -59,6 +65,8 @@ def test_features_measure_flux_and_concentration():
     assert before.shape == (40, 9 * 5 + 8)
     r_mag = 5 * R_BAND
     np.testing.assert_array_equal(magnitude_columns(arrays, ["early"]), np.arange(0, 45, 5))
+    np.testing.assert_array_equal(colour_columns(arrays, ["early"]), np.arange(45, 53))
+    np.testing.assert_allclose(before[:, 45 + R_BAND], before[:, r_mag] - before[:, r_mag + 5])
     assert np.all(after[:, r_mag] < before[:, r_mag])
     np.testing.assert_allclose(before[:, 5 * 2 + 4], 1.0)  # g fully covered
     blurred = dict(arrays)
