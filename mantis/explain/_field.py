@@ -21,6 +21,7 @@ Cells with fewer objects, and objects without PS1 data, get NaN (no field part).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,8 +75,9 @@ def locus_residuals(
 
 def _statistics(log_size: np.ndarray, snr: np.ndarray, residuals: np.ndarray) -> np.ndarray:
     """Compute the `FIELD_STATISTICS` of draws: ``(..., n)`` arrays in, ``(..., 1 + bands)`` out."""
-    with np.errstate(all="ignore"):
-        detected = np.where(snr >= SEEING_MIN_SNR, log_size, np.nan)
+    detected = np.where(snr >= SEEING_MIN_SNR, log_size, np.nan)
+    with warnings.catch_warnings():  # a draw without a detected object: NaN, not tested
+        warnings.simplefilter("ignore", RuntimeWarning)
         seeing = np.nanpercentile(detected, 25, axis=-1)
     offsets = np.median(residuals, axis=-2)
     return np.concatenate([seeing[..., None], offsets], axis=-1)
