@@ -4,22 +4,25 @@ At the end of training a compact reference is stored beside the checkpoint
 (``<ckpt stem>.shift.npz``, read with ``allow_pickle=False``): the L2-normalised penultimate
 embeddings of a seeded subsample of the training split, the mean and shrunk precision of the
 raw embeddings, the standardised input features of the same objects (``_inputs.py``: aperture
-photometry, colours, concentration, noise and coverage of every band the network reads), and
-the scores of every validation object. The reference also holds, for each survey training
-withholds (``modality_dropout``), that share of the objects with the survey withheld: the
-network handles a missing survey, so it is no shift (the envelope part skips bands without
-data). Prediction then adds
+photometry, colours, concentration, noise and coverage of every band the network reads; then
+``_morphology.py``: size, concentration and S/N on the native PS1 cutouts), the scores of every
+validation object, and the field part's training positions and features (``_field.py``).
+The reference also holds, for each survey training withholds (``modality_dropout``), that
+share of the objects with the survey withheld: the network handles a missing survey, so it is
+no shift (the envelope part skips bands without data). Prediction then adds
 
 * ``shift_score``: with ``score: combined`` (``configs/shift.yaml``) the larger of the
   embedding score (distance to the k-th nearest reference embedding, Sun et al. 2022, or the
   Mahalanobis distance to the training mean: ``method``) and the input score (the larger of
   an ``envelope`` part, how far outside the training range any band's brightness lies, and a
   ``density`` part, the local outlier factor among the standardised training input
-  features), each part scaled so that its validation median is 0 and its validation 99th
-  percentile 1; ``embedding`` or ``input`` keep one part;
+  features named by ``density_columns``), each part scaled so that its validation median is 0
+  and its validation 99th percentile 1; ``embedding`` or ``input`` keep one part;
 * ``shift_pvalue``: ``(1 + #{validation scores >= score}) / (1 + n_val)``, a conformal p-value
   that is uniform for objects drawn like the validation split (the validation objects are not
-  in the reference, so their scores are distributed like those of new in-distribution objects);
+  in the reference, so their scores are distributed like those of new in-distribution objects),
+  once the whole catalogue is predicted Bonferroni-combined with ``field_shift_pvalue`` (the
+  test of the object's sky cell, `FieldReference`): `combined_pvalue`;
 * ``shifted``: ``shift_pvalue < alpha``.
 """
 

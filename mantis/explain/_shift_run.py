@@ -2,7 +2,8 @@
 
 `fit_shift_reference` embeds and measures a seeded training subsample and the validation split
 of the dataset a checkpoint was trained on and stores a `ShiftReference` beside it;
-`ShiftScorer` adds ``shift_score``, ``shift_pvalue`` and ``shifted`` to prediction chunks;
+`ShiftScorer` adds ``shift_score``, ``shift_pvalue`` and ``shifted`` to prediction chunks and,
+once the catalogue is complete, the field part (``field_shift_pvalue``);
 `shift_calibration` measures the flag rate on a held-out split.
 """
 

@@ -138,3 +138,16 @@ def test_locus_residuals_recover_a_band_offset():
     residuals = locus_residuals(shifted, mags)
     assert np.median(residuals[:, 1]) == pytest.approx(0.2, abs=0.03)
     assert abs(np.median(locus_residuals(mags[:200], mags, leave_one_out=True)[:, 1])) < 0.02
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("field_nside", 48, "power of two"), ("field_min_objects", 0, "integer >= 1")],
+)
+def test_field_settings_out_of_range_are_refused(key, value, message):
+    from mantis.exceptions import ConfigError
+    from mantis.explain._shift import settings_of
+
+    assert settings_of()["field_nside"] == 64  # the shipped default
+    with pytest.raises(ConfigError, match=message):
+        settings_of({key: value})
