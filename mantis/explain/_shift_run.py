@@ -472,5 +472,7 @@ def shift_note(calibration: dict[str, Any]) -> str:
         f"objects flagged "
         f"at p < {c['alpha']:g} (rate {c['flag_rate']:.4f}, expected {c['alpha']:g} ± "
         f"{2 * c['sigma']:.4f} at 2σ: {verdict}); at p < 0.05: {c['flag_rate_p05']:.3f}, at "
-        f"p < 0.1: {c['flag_rate_p10']:.3f}. Explanations (`mantis explain`): explain/explain.html."
+        f"p < 0.1: {c['flag_rate_p10']:.3f}; the field part tested the cells of "
+        f"{c.get('n_field_tested', 0)} of them. Explanations (`mantis explain`): "
+        "explain/explain.html."
     )
