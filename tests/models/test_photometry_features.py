@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,9 @@ import torch
 from mantis.data import ArcsinhStretch, read_spec
 from mantis.data.testing import synthetic_dataset, write_synthetic_dataset
 from mantis.evaluate._photometry import aperture_photometry
-from mantis.models import RedshiftModule, load_predictor, train_model
+from mantis.explain import embed_arrays
+from mantis.explain._attribution import attribute
+from mantis.models import load_predictor, train_model
 from mantis.models._photometry import AperturePhotometry, photometry_groups
 from mantis.surveys import band
 
@@ -101,13 +104,13 @@ def test_photometry_model_trains_saves_and_predicts_identically(tmp_path, synthe
     predictor = load_predictor(best)
     module = predictor.module
     assert module.net.photometry is not None
-    import h5py
-
     with h5py.File(synthetic_h5) as f:
         arrays = {k: f[k][:8] for k in ("early/image", "early/valid", "catalog/ebv")}
     probs = predictor.predict_arrays(arrays)
     assert np.array_equal(probs, load_predictor(best).predict_arrays(arrays))
-    # the photometry reaches the head: withholding it (all bands flagged missing) changes p(z)
-    spec = read_spec(synthetic_h5, "early")
-    fresh = RedshiftModule(spec, net="early_small", photometry=True)
-    assert fresh.net.head.net[0].in_features == 128 + 1 + fresh.net.photometry.n_features
+    # the head reads image features, E(B-V) and the photometry; embeddings and attributions
+    # (which call the network on stretched inputs) get the photometry from those inputs
+    assert module.net.head.net[0].in_features == 64 + 1 + module.net.photometry.n_features
+    assert embed_arrays(module, arrays).shape == (8, 256)
+    maps = attribute(module, arrays, n_steps=4, batch_size=8)["maps"]["early"]
+    assert maps.shape == (8, 18, 16, 16) and np.isfinite(maps).all()
