@@ -3,7 +3,8 @@
 The classical baselines need catalogue-like fluxes measured from the very pixels the networks
 see. Each band gets a circular aperture on the object (the grid centre) of radius
 max(``radius_arcsec``, the band's PSF FWHM), a local background from an annulus (median), and a
-point-source aperture correction computed for that aperture on that pixel grid. Errors come from
+point-source aperture correction computed for that aperture on that pixel grid (the geometry of
+`mantis.apertures`, which the networks' photometry input shares). Errors come from
 the pixel noise: the annulus' robust scatter (or the stored inverse variance for native grids),
 inflated for the pixel-to-pixel correlation that up-sampling a coarser survey introduces.
 """
