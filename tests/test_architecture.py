@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mantis"
 
 # shared modules every room may use; they import only each other
 FOUNDATIONS = {"exceptions", "surveys", "zgrid", "config", "catalog", "densities", "calibration",
-               "__version__"}  # fmt: skip
+               "apertures", "__version__"}  # fmt: skip
 # room -> the other rooms it may import (besides the foundations)
 MAY_IMPORT = {
     "sky": set(),

@@ -3,7 +3,8 @@
 The classical baselines need catalogue-like fluxes measured from the very pixels the networks
 see. Each band gets a circular aperture on the object (the grid centre) of radius
 max(``radius_arcsec``, the band's PSF FWHM), a local background from an annulus (median), and a
-point-source aperture correction computed for that aperture on that pixel grid. Errors come from
+point-source aperture correction computed for that aperture on that pixel grid (the geometry of
+`mantis.apertures`, which the networks' photometry input shares). Errors come from
 the pixel noise: the annulus' robust scatter (or the stored inverse variance for native grids),
 inflated for the pixel-to-pixel correlation that up-sampling a coarser survey introduces.
 """
@@ -17,39 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mantis.apertures import (
+    APERTURE_RADIUS_ARCSEC,
+    MIN_ANNULUS_PIXELS,
+    MIN_VALID_FRACTION,
+    band_aperture,
+)
 from mantis.evaluate._validate import EvaluationError
 from mantis.surveys import BANDS, SURVEY_NAMES, band, survey
 
 __all__ = ["aperture_photometry", "dataset_photometry"]
 
-_FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-_MIN_VALID_FRACTION = 0.8  # below this share of valid aperture pixels the band is missing
-_ANNULUS_GAP_ARCSEC = 2.0
-_MIN_ANNULUS_PIXELS = 12
 _CHUNK = 256
-
-
-def _radial_distance(size: int) -> np.ndarray:
-    """Distance in pixels of each pixel centre from the object at ``(size - 1)/2``."""
-    centre = (size - 1) / 2.0
-    yy, xx = np.mgrid[0:size, 0:size]
-    return np.hypot(yy - centre, xx - centre)
-
-
-def _point_source_fraction(mask: np.ndarray, sigma_pix: float) -> float:
-    """Share of a centred Gaussian point source's flux that falls inside ``mask``."""
-    size = mask.shape[0]
-    # Sample the PSF 5x finer than the pixels and sum per pixel, over a box wide enough to
-    # hold it all, so that the fraction is right for small apertures too.
-    oversample = 5
-    span = max(size, int(np.ceil(16 * sigma_pix)) | 1)
-    fine = (np.arange(span * oversample) + 0.5) / oversample - span / 2.0
-    profile = np.exp(-0.5 * (fine / sigma_pix) ** 2)
-    per_pixel = profile.reshape(span, oversample).sum(axis=1)
-    psf = np.outer(per_pixel, per_pixel)
-    psf /= psf.sum()
-    offset = (span - size) // 2
-    return float(psf[offset : offset + size, offset : offset + size][mask].sum())
 
 
 def aperture_photometry(
@@ -58,7 +38,7 @@ def aperture_photometry(
     pixel_scale: float,
     band_names: tuple[str, ...] | list[str],
     *,
-    radius_arcsec: float = 3.0,
+    radius_arcsec: float = APERTURE_RADIUS_ARCSEC,
     ivar: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Measure forced circular-aperture fluxes at the centre of object-centred cutouts.
@@ -110,19 +90,14 @@ def aperture_photometry(
     except KeyError as err:
         raise EvaluationError(str(err.args[0])) from None
     size = images.shape[2]
-    distance = _radial_distance(size) * pixel_scale  # arcsec
     n, n_bands = images.shape[:2]
     flux = np.full((n, n_bands), np.nan)
     flux_err = np.full((n, n_bands), np.nan)
     for j, b in enumerate(bands):
-        radius = max(radius_arcsec, b.psf_fwhm)
-        aperture = distance <= radius
-        annulus = (distance >= radius + _ANNULUS_GAP_ARCSEC) & (distance <= size / 2 * pixel_scale)
+        geometry = band_aperture(b.name, pixel_scale, size, radius_arcsec=radius_arcsec)
+        aperture, annulus = geometry.aperture, geometry.annulus
         n_ap = int(aperture.sum())
-        correction = _point_source_fraction(aperture, b.psf_fwhm * _FWHM_TO_SIGMA / pixel_scale)
-        # Up-sampling a coarser survey spreads each native pixel's noise over (s_n/s)² output
-        # pixels, so an aperture sum is noisier than independent pixels by s_n/s.
-        correlation = max(1.0, survey(b.survey).pixel_scale / pixel_scale)
+        correction, correlation = geometry.correction, geometry.correlation
         img, ok = images[:, j], valid[:, j]
         ap_valid = ok[:, aperture]
         frac_valid = ap_valid.mean(axis=1)
@@ -135,7 +110,7 @@ def aperture_photometry(
             background = np.nanmedian(ann_pixels, axis=1)
             mad = np.nanmedian(np.abs(ann_pixels - background[:, None]), axis=1)
             mean_in_aperture = np.nanmean(ap_pixels, axis=1)
-        background = np.where(n_ann >= _MIN_ANNULUS_PIXELS, background, 0.0)
+        background = np.where(n_ann >= MIN_ANNULUS_PIXELS, background, 0.0)
         sigma_pix = 1.4826 * mad
         total = (mean_in_aperture - background) * n_ap
         if ivar is not None:
@@ -145,7 +120,7 @@ def aperture_photometry(
         else:
             noise = sigma_pix * np.sqrt(n_ap) * correlation
         noise = noise * np.sqrt(1.0 + n_ap / np.maximum(n_ann, 1))
-        usable = frac_valid >= _MIN_VALID_FRACTION
+        usable = frac_valid >= MIN_VALID_FRACTION
         flux[:, j] = np.where(usable, total / correction, np.nan)
         flux_err[:, j] = np.where(usable, noise / correction, np.nan)
     return flux, flux_err
@@ -156,7 +131,7 @@ def dataset_photometry(
     *,
     split: str | None = None,
     source: str = "early",
-    radius_arcsec: float = 3.0,
+    radius_arcsec: float = APERTURE_RADIUS_ARCSEC,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Measure forced aperture photometry of every object of a split of a mantis dataset.

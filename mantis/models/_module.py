@@ -14,6 +14,7 @@ from mantis import __version__
 from mantis.data import ArcsinhStretch, image_groups
 from mantis.exceptions import ConfigError
 from mantis.models._metrics import density_scores, validation_scores
+from mantis.models._photometry import AperturePhotometry, photometry_groups
 from mantis.models._registry import create_model
 from mantis.surveys import survey
 from mantis.zgrid import ZGrid
@@ -43,6 +44,10 @@ class RedshiftModule(pl.LightningModule):
         (pixels and masks zeroed), e.g. ``{'galex': 0.2, 'unwise': 0.2}``.
     stretch_factor : float
         Arcsinh softening in units of each band's noise sigma.
+    photometry : bool
+        Also feed the density head forced aperture photometry of the inputs (asinh magnitudes,
+        adjacent colours, missing-band flags; `AperturePhotometry`), the features of the kNN
+        baseline.
     optimizer, scheduler : callable, optional
         Built from the config by LightningCLI; default AdamW(lr=2e-3, weight_decay=1e-4)
         and no schedule.
@@ -61,6 +66,7 @@ class RedshiftModule(pl.LightningModule):
         label_sigma: float = 0.0,
         modality_dropout: dict[str, float] | None = None,
         stretch_factor: float = 1.0,
+        photometry: bool = False,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -94,6 +100,13 @@ class RedshiftModule(pl.LightningModule):
                 "sizes": {g: data_spec["grids"][g]["size"] for g in self.groups},
             }
         self.net = create_model(net, n_z=n_z, **kwargs)
+        if photometry:
+            if not hasattr(self.net, "attach_photometry"):
+                raise ConfigError(f"model {net!r} cannot take photometry; set photometry: false")
+            features = AperturePhotometry(
+                photometry_groups(data_spec), stretch_factor=stretch_factor
+            )
+            self.net.attach_photometry(features)
         self.register_buffer("log_prior_correction", torch.zeros(n_z))
         self.register_buffer("centres", torch.as_tensor(self.zgrid.centres, dtype=torch.float32))
         self._val_pieces: list[dict[str, torch.Tensor]] = []
@@ -114,8 +127,11 @@ class RedshiftModule(pl.LightningModule):
         if stage != "fit" or all(s.fitted for s in self.stretch.values()):
             return
         datamodule = self.trainer.datamodule
-        for group, sigma in datamodule.noise_sigma().items():
+        noise = datamodule.noise_sigma()
+        for group, sigma in noise.items():
             self.stretch[group].set_noise(sigma)
+        if getattr(self.net, "photometry", None) is not None:
+            self.net.photometry.set_noise(noise)
         self.log_prior_correction.copy_(torch.as_tensor(datamodule.prior_correction()))
 
     def withhold(

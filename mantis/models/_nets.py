@@ -85,7 +85,35 @@ class DensityHead(nn.Module):
         return self.net(torch.cat([features, ebv * EBV_SCALE], dim=1))
 
 
-class EarlyFusionNet(nn.Module):
+class _FusionNet(nn.Module):
+    """What both fusions share: a density head, optionally also fed aperture photometry."""
+
+    head: DensityHead
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.photometry: nn.Module | None = None
+
+    def attach_photometry(self, photometry: nn.Module) -> None:
+        """Feed ``photometry(inputs)`` (``n_features`` per object) to a new, wider head."""
+        first, last = self.head.net[0], self.head.net[2]
+        n_image = (
+            first.in_features - 1 - (0 if self.photometry is None else self.photometry.n_features)
+        )
+        self.photometry = photometry
+        self.head = DensityHead(
+            n_image + photometry.n_features, last.out_features, hidden=first.out_features
+        )
+
+    def _logits(
+        self, features: torch.Tensor, inputs: dict[str, torch.Tensor], ebv: torch.Tensor
+    ) -> torch.Tensor:
+        if self.photometry is not None:
+            features = torch.cat([features, self.photometry(inputs).to(features.dtype)], dim=1)
+        return self.head(features, ebv)
+
+
+class EarlyFusionNet(_FusionNet):
     """One encoder over the stacked bands and masks of the common grid."""
 
     fusion = "early"
@@ -97,10 +125,10 @@ class EarlyFusionNet(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_z)`` from ``inputs['early']`` and ``ebv``."""
-        return self.head(self.encoder(inputs["early"]), ebv)
+        return self._logits(self.encoder(inputs["early"]), inputs, ebv)
 
 
-class LateFusionNet(nn.Module):
+class LateFusionNet(_FusionNet):
     """One encoder per survey at its native resolution; features concatenated, then a head."""
 
     fusion = "late"
@@ -116,7 +144,7 @@ class LateFusionNet(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_z)`` from one input per survey and ``ebv``."""
         features = [self.encoders[name](inputs[name]) for name in self.surveys]
-        return self.head(torch.cat(features, dim=1), ebv)
+        return self._logits(torch.cat(features, dim=1), inputs, ebv)
 
 
 def _resnet18(in_chans: int) -> tuple[nn.Module, int]:
