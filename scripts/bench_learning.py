@@ -24,23 +24,15 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from mantis.config import config_file
-from mantis.data import MantisDataModule
-from mantis.evaluate import calibrate_run, evaluate_ablations, evaluate_densities, evaluate_run
-from mantis.evaluate._baselines import TabularBaseline, template_fit
-from mantis.evaluate._photometry import dataset_photometry
-from mantis.models import load_predictor, train_model
-from mantis.models._train import FINISHED
-from mantis.surveys import BANDS
-from mantis.zgrid import ZGrid
+if TYPE_CHECKING:
+    from mantis.zgrid import ZGrid
+
+# the heavy modules (torch, Lightning, matplotlib) are imported where they are used, so that
+# the arguments are checked at once
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -61,6 +53,9 @@ def _model_dir(run: Path, fraction: float, n_train: int) -> Path:
 
 def _train(run: Path, dataset: Path, fraction: float, n_train: int) -> tuple[Path, float | None]:
     """Train (or reuse) one model; wall seconds of its training, None when not known."""
+    from mantis.models import train_model
+    from mantis.models._train import FINISHED
+
     folder = _model_dir(run, fraction, n_train)
     record = folder / "bench_train_seconds.json"
     overrides = {} if fraction == 1.0 else {"data.train_fraction": fraction}
@@ -78,6 +73,8 @@ def _train(run: Path, dataset: Path, fraction: float, n_train: int) -> tuple[Pat
 
 
 def _score_network(checkpoint: Path, dataset: Path, out: Path) -> dict:
+    from mantis.evaluate import calibrate_run, evaluate_run
+
     calibrate_run(checkpoint, dataset)  # every size recalibrated alike, on the validation split
     metrics = evaluate_run(
         checkpoint, dataset, out, split="test", baselines=False, plots=False, progress=False
@@ -89,6 +86,12 @@ class _Baselines:
     """The photometric baselines on one dataset's test split, fitted on chosen training rows."""
 
     def __init__(self, dataset: Path, cache: Path, zgrid: ZGrid) -> None:
+        import h5py
+
+        from mantis.evaluate._baselines import template_fit
+        from mantis.evaluate._photometry import dataset_photometry
+        from mantis.surveys import BANDS
+
         if not cache.exists():  # the photometry of every object, measured once per dataset
             phot = dataset_photometry(dataset, progress=False)
             names = [b.name for b in BANDS]
@@ -109,10 +112,14 @@ class _Baselines:
         )
 
     def _score(self, probs: np.ndarray) -> dict:
+        from mantis.evaluate import evaluate_densities
+
         n_slices = int(np.clip(self.test.size // 100, 2, 8))
         return _flat(evaluate_densities(probs, self.z[self.test], self.zgrid, n_slices=n_slices))
 
     def knn(self, train_rows: np.ndarray) -> dict:
+        from mantis.evaluate._baselines import TabularBaseline
+
         model = TabularBaseline(self.zgrid).fit(
             self.flux[train_rows], self.flux_err[train_rows], self.z[train_rows]
         )
@@ -121,6 +128,8 @@ class _Baselines:
 
 def _training_rows(dataset: Path, fraction: float) -> np.ndarray:
     """The training galaxies of one fraction, picked exactly as training picks them."""
+    from mantis.data import MantisDataModule
+
     module = MantisDataModule(str(dataset), train_fraction=fraction)
     module.setup()
     return module.rows["train"]
@@ -145,6 +154,9 @@ def overtaking_size(n: list[int], network: list[float], other: list[float]) -> f
 
 
 def _dropout_comparison(run: Path, dataset: Path, full: Path) -> dict:
+    from mantis.evaluate import evaluate_ablations
+    from mantis.models import train_model
+
     no_dropout = train_model(
         TRAIN_CONFIG, dataset, run / "early_no_dropout", overrides={"model.modality_dropout": {}}
     )
@@ -158,6 +170,11 @@ def _dropout_comparison(run: Path, dataset: Path, full: Path) -> dict:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     n = [r["n_train"] for r in rows]
     panels = (("nmad", "NMAD"), ("outlier_rate_015", "outlier rate |Δ|>0.15"), ("crps", "CRPS"))
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
@@ -184,8 +201,10 @@ def main() -> int:
     run = Path(args.run)
     dataset = run / "dataset.h5"
     if not dataset.is_file():
-        print(f"bench_learning: no dataset in {run}; run `mantis pipeline` for it first")
-        return 1
+        parser.error(f"--run {run}: no dataset.h5 there; run `mantis pipeline` for it first")
+    from mantis.config import config_file
+    from mantis.models import load_predictor
+
     config = config_file(TRAIN_CONFIG)
     rows, baselines, baseline_seconds = [], None, 0.0
     for fraction in [2.0**-k for k in range(args.halvings, 0, -1)] + [1.0]:
