@@ -182,6 +182,8 @@ def _plot(rows: list[dict], path: Path) -> None:
         for k, (name, style) in enumerate(zip(ESTIMATORS, ("o-", "s--", "^:"), strict=True)):
             ax.plot(n, [r[name][key] for r in rows], style, color=f"C{k}", label=name)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(n, [str(x) for x in n], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("training galaxies")
         ax.set_ylabel(f"{label} (test split)")
     axes[0].legend(fontsize=8)
