@@ -192,6 +192,27 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _write(payload: dict, rows: list[dict]) -> None:
+    """``learning.json`` and ``learning.png`` of the sizes scored so far, each replaced whole."""
+    n = [r["n_train"] for r in rows]
+    payload["curve"] = rows
+    payload["overtakes"] = {
+        key: {
+            other: overtaking_size(
+                n, [r["early fusion"][key] for r in rows], [r[other][key] for r in rows]
+            )
+            for other in ESTIMATORS[1:]
+        }
+        for key in ("nmad", "outlier_rate_015", "crps")
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS / "learning.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(RESULTS / "learning.json")
+    _plot(rows, RESULTS / "learning.tmp.png")
+    (RESULTS / "learning.tmp.png").replace(RESULTS / "learning.png")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(REPO / "runs" / "default"))
@@ -208,7 +229,16 @@ def main() -> int:
     from mantis.models import load_predictor
 
     config = config_file(TRAIN_CONFIG)
-    rows, baselines, baseline_seconds = [], None, 0.0
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    payload = {
+        "run": str(run),
+        "train_config": str(config.relative_to(REPO) if config.is_relative_to(REPO) else config),
+        "train_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+        "commit": commit,
+    }
+    rows, baselines = [], None
     for fraction in [2.0**-k for k in range(args.halvings, 0, -1)] + [1.0]:
         train_rows = _training_rows(dataset, fraction)
         checkpoint, seconds = _train(run, dataset, fraction, len(train_rows))
@@ -217,7 +247,8 @@ def main() -> int:
             start = time.perf_counter()
             zgrid = load_predictor(checkpoint).zgrid
             baselines = _Baselines(dataset, run / "learning_photometry.npz", zgrid)
-            baseline_seconds = time.perf_counter() - start
+            payload["n_test"] = int(baselines.test.size)
+            payload["baseline_seconds"] = round(time.perf_counter() - start, 1)
         rows.append(
             {
                 "fraction": fraction,
@@ -229,37 +260,12 @@ def main() -> int:
             }
         )
         print(json.dumps(rows[-1]), flush=True)
+        _write(payload, rows)  # after every size: a long run stopped early keeps its points
 
-    n = [r["n_train"] for r in rows]
-    overtakes = {
-        key: {
-            other: overtaking_size(
-                n, [r["early fusion"][key] for r in rows], [r[other][key] for r in rows]
-            )
-            for other in ESTIMATORS[1:]
-        }
-        for key in ("nmad", "outlier_rate_015", "crps")
-    }
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    payload = {
-        "run": str(run),
-        "train_config": str(config.relative_to(REPO) if config.is_relative_to(REPO) else config),
-        "train_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
-        "commit": commit,
-        "n_test": int(baselines.test.size),
-        "baseline_seconds": round(baseline_seconds, 1),
-        "curve": rows,
-        "overtakes": overtakes,
-    }
     if args.dropout_comparison:
-        full = _train(run, dataset, 1.0, n[-1])[0]
+        full = _train(run, dataset, 1.0, rows[-1]["n_train"])[0]
         payload["modality_dropout"] = _dropout_comparison(run, dataset, full)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "learning.json").write_text(json.dumps(payload, indent=2))
-    _plot(rows, RESULTS / "learning.png")
-
+        _write(payload, rows)
     print(
         "\n| training galaxies | early NMAD | early η | early CRPS | kNN NMAD | kNN η | "
         "template NMAD | train s |\n|---|---|---|---|---|---|---|---|"
@@ -271,7 +277,7 @@ def main() -> int:
             f"{e['crps']:.4f} | {k['nmad']:.4f} | {k['outlier_rate_015']:.3f} | "
             f"{t['nmad']:.4f} | {r['train_seconds']} |"
         )
-    print("\nthe network overtakes (training galaxies):", json.dumps(overtakes))
+    print("\nthe network overtakes (training galaxies):", json.dumps(payload["overtakes"]))
     for name, r in payload.get("modality_dropout", {}).items():
         print(name, json.dumps(r))
     return 0
