@@ -3,11 +3,11 @@
 Trains the early-fusion default (`mantis/configs/train/early.yaml`, as it stands in this tree)
 on nested, seeded random subsets of a run's training split -- 1/2, 1/4, ... of it
 (``--halvings``, default 4: five sizes); the whole split is the run's own early model
-(``<run>/early``, trained here when the pipeline did not). Each model is recalibrated on the
-validation split and scored on the test split. The kNN baseline is fitted on exactly the same
-training galaxies (`MantisDataModule` picks them, as in training) and the template fit, which
-learns nothing, is run once; both on the aperture photometry `mantis evaluate` uses, scored on
-the same test galaxies. ``--dropout-comparison`` also trains the full-size model without
+(``<run>/early``) when its pipeline trained that with the same config, else a model trained
+here. Each model is recalibrated on the validation split and scored on the test split. The
+kNN baseline is fitted on exactly the same training galaxies (`MantisDataModule` picks them,
+as in training) and the template fit, which learns nothing, is run once; both on the aperture
+photometry `mantis evaluate` uses, scored on the same test galaxies. ``--dropout-comparison`` also trains the full-size model without
 modality dropout and scores both with GALEX or unWISE withheld. Models already trained are
 reused. Writes ``bench/results/learning.json`` and ``bench/results/learning.png``.
 
@@ -47,8 +47,22 @@ def _flat(result: dict) -> dict:
     return {k: float(flat[k]) for k in KEYS}
 
 
+def _pipeline_trained_it(run: Path) -> bool:
+    """Whether the run's own early model was trained with the curve's config."""
+    from mantis.config import config_file, load_yaml
+    from mantis.exceptions import ConfigError
+
+    try:
+        early = load_yaml(run / "pipeline.yaml")["models"]["early"]
+        return config_file(early) == config_file(TRAIN_CONFIG)
+    except (ConfigError, KeyError, TypeError):  # no pipeline file or early model
+        return False
+
+
 def _model_dir(run: Path, fraction: float, n_train: int) -> Path:
-    return run / "early" if fraction == 1.0 else run / f"early_train{n_train}"
+    if fraction == 1.0 and _pipeline_trained_it(run):
+        return run / "early"
+    return run / f"early_train{n_train}"
 
 
 def _train(run: Path, dataset: Path, fraction: float, n_train: int) -> tuple[Path, float | None]:
@@ -67,7 +81,7 @@ def _train(run: Path, dataset: Path, fraction: float, n_train: int) -> tuple[Pat
     if record.exists():
         return checkpoint, json.loads(record.read_text())["seconds"]
     timings = run / "timings.json"  # the pipeline trained the full-size model
-    if fraction == 1.0 and timings.exists():
+    if folder == run / "early" and timings.exists():
         return checkpoint, json.loads(timings.read_text()).get("train early")
     return checkpoint, None
 
