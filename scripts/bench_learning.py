@@ -7,9 +7,11 @@ on nested, seeded random subsets of a run's training split -- 1/2, 1/4, ... of i
 here. Each model is recalibrated on the validation split and scored on the test split. The
 kNN baseline is fitted on exactly the same training galaxies (`MantisDataModule` picks them,
 as in training) and the template fit, which learns nothing, is run once; both on the aperture
-photometry `mantis evaluate` uses, scored on the same test galaxies. ``--dropout-comparison`` also trains the full-size model without
-modality dropout and scores both with GALEX or unWISE withheld. Models already trained are
-reused. Writes ``bench/results/learning.json`` and ``bench/results/learning.png``.
+photometry `mantis evaluate` uses, scored on the same test galaxies. ``--dropout-comparison``
+also trains the full-size model without modality dropout and scores both with GALEX or unWISE
+withheld; ``--baselines-only-at-full`` leaves the network out at the full size (its baselines
+are still scored). Models already trained are reused. Writes ``bench/results/learning.json``
+and ``bench/results/learning.png``.
 
 Usage: ``python scripts/bench_learning.py [--run runs/default] [--halvings 4]
 [--dropout-comparison]``; the large sky: ``mantis pipeline --config large``, then
@@ -194,7 +196,9 @@ def _plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for ax, (key, label) in zip(axes, panels, strict=True):
         for k, (name, style) in enumerate(zip(ESTIMATORS, ("o-", "s--", "^:"), strict=True)):
-            ax.plot(n, [r[name][key] for r in rows], style, color=f"C{k}", label=name)
+            scored = [r for r in rows if r[name] is not None]
+            xs, ys = [r["n_train"] for r in scored], [r[name][key] for r in scored]
+            ax.plot(xs, ys, style, color=f"C{k}", label=name)
         ax.set_xscale("log", base=2)
         ax.set_xticks(n, [str(x) for x in n], fontsize=7)
         ax.minorticks_off()
@@ -208,12 +212,13 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def _write(payload: dict, rows: list[dict]) -> None:
     """``learning.json`` and ``learning.png`` of the sizes scored so far, each replaced whole."""
-    n = [r["n_train"] for r in rows]
     payload["curve"] = rows
+    scored = [r for r in rows if r["early fusion"] is not None]
+    n = [r["n_train"] for r in scored]
     payload["overtakes"] = {
         key: {
             other: overtaking_size(
-                n, [r["early fusion"][key] for r in rows], [r[other][key] for r in rows]
+                n, [r["early fusion"][key] for r in scored], [r[other][key] for r in scored]
             )
             for other in ESTIMATORS[1:]
         }
@@ -232,9 +237,19 @@ def main() -> int:
     parser.add_argument("--run", default=str(REPO / "runs" / "default"))
     parser.add_argument("--halvings", type=int, default=4, help="sizes below the full split")
     parser.add_argument("--dropout-comparison", action="store_true")
+    parser.add_argument(
+        "--baselines-only-at-full",
+        action="store_true",
+        help="no network on the whole training split (when it cannot be trained in time); "
+        "the baselines are still scored there",
+    )
     args = parser.parse_args()
     if not 0 <= args.halvings <= 8:
         parser.error(f"--halvings must be an integer from 0 to 8, got {args.halvings}")
+    if args.baselines_only_at_full and (args.halvings == 0 or args.dropout_comparison):
+        parser.error(
+            "--baselines-only-at-full needs --halvings 1 or more and no dropout comparison"
+        )
     run = Path(args.run)
     dataset = run / "dataset.h5"
     if not dataset.is_file():
@@ -255,7 +270,10 @@ def main() -> int:
     rows, baselines = [], None
     for fraction in [2.0**-k for k in range(args.halvings, 0, -1)] + [1.0]:
         train_rows = _training_rows(dataset, fraction)
-        checkpoint, seconds = _train(run, dataset, fraction, len(train_rows))
+        network = fraction < 1.0 or not args.baselines_only_at_full
+        checkpoint, seconds = (
+            _train(run, dataset, fraction, len(train_rows)) if network else (None, None)
+        )
         folder = _model_dir(run, fraction, len(train_rows))
         if baselines is None:  # on the grid the networks predict on
             start = time.perf_counter()
@@ -268,7 +286,11 @@ def main() -> int:
                 "fraction": fraction,
                 "n_train": len(train_rows),
                 "train_seconds": seconds,
-                "early fusion": _score_network(checkpoint, dataset, folder / "learning_eval"),
+                "early fusion": (
+                    _score_network(checkpoint, dataset, folder / "learning_eval")
+                    if network
+                    else None
+                ),
                 "kNN": baselines.knn(train_rows),
                 "template fit": baselines.template,
             }
@@ -286,9 +308,11 @@ def main() -> int:
     )
     for r in rows:
         e, k, t = r["early fusion"], r["kNN"], r["template fit"]
+        early = (
+            f"{e['nmad']:.4f} | {e['outlier_rate_015']:.3f} | {e['crps']:.4f}" if e else "– | – | –"
+        )
         print(
-            f"| {r['n_train']} | {e['nmad']:.4f} | {e['outlier_rate_015']:.3f} | "
-            f"{e['crps']:.4f} | {k['nmad']:.4f} | {k['outlier_rate_015']:.3f} | "
+            f"| {r['n_train']} | {early} | {k['nmad']:.4f} | {k['outlier_rate_015']:.3f} | "
             f"{t['nmad']:.4f} | {r['train_seconds']} |"
         )
     print("\nthe network overtakes (training galaxies):", json.dumps(payload["overtakes"]))
