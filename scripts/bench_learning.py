@@ -9,8 +9,8 @@ kNN baseline is fitted on exactly the same training galaxies (`MantisDataModule`
 as in training) and the template fit, which learns nothing, is run once; both on the aperture
 photometry `mantis evaluate` uses, scored on the same test galaxies. ``--dropout-comparison``
 also trains the full-size model without modality dropout and scores both with GALEX or unWISE
-withheld; ``--baselines-only-at-full`` leaves the network out at the full size (its baselines
-are still scored). Models already trained are reused. Writes ``bench/results/learning.json``
+withheld; ``--only-trained`` trains nothing and scores the networks already trained (the
+baselines at every size). Models already trained are reused. Writes ``bench/results/learning.json``
 and ``bench/results/learning.png``.
 
 Usage: ``python scripts/bench_learning.py [--run runs/default] [--halvings 4]
@@ -142,6 +142,13 @@ class _Baselines:
         return self._score(model.predict(self.flux[self.test]))
 
 
+def _grid(dataset: Path) -> ZGrid:
+    """The redshift grid of the training data (that of every shipped network)."""
+    from mantis.data import MantisDataModule
+
+    return MantisDataModule(str(dataset)).zgrid
+
+
 def _training_rows(dataset: Path, fraction: float) -> np.ndarray:
     """The training galaxies of one fraction, picked exactly as training picks them."""
     from mantis.data import MantisDataModule
@@ -238,18 +245,15 @@ def main() -> int:
     parser.add_argument("--halvings", type=int, default=4, help="sizes below the full split")
     parser.add_argument("--dropout-comparison", action="store_true")
     parser.add_argument(
-        "--baselines-only-at-full",
+        "--only-trained",
         action="store_true",
-        help="no network on the whole training split (when it cannot be trained in time); "
-        "the baselines are still scored there",
+        help="train nothing: score the networks already trained, the baselines at every size",
     )
     args = parser.parse_args()
     if not 0 <= args.halvings <= 8:
         parser.error(f"--halvings must be an integer from 0 to 8, got {args.halvings}")
-    if args.baselines_only_at_full and (args.halvings == 0 or args.dropout_comparison):
-        parser.error(
-            "--baselines-only-at-full needs --halvings 1 or more and no dropout comparison"
-        )
+    if args.only_trained and args.dropout_comparison:
+        parser.error("--only-trained trains nothing; the dropout comparison trains a model")
     run = Path(args.run)
     dataset = run / "dataset.h5"
     if not dataset.is_file():
@@ -270,14 +274,14 @@ def main() -> int:
     rows, baselines = [], None
     for fraction in [2.0**-k for k in range(args.halvings, 0, -1)] + [1.0]:
         train_rows = _training_rows(dataset, fraction)
-        network = fraction < 1.0 or not args.baselines_only_at_full
+        folder = _model_dir(run, fraction, len(train_rows))
+        network = not args.only_trained or (folder / "finished.json").is_file()
         checkpoint, seconds = (
             _train(run, dataset, fraction, len(train_rows)) if network else (None, None)
         )
-        folder = _model_dir(run, fraction, len(train_rows))
         if baselines is None:  # on the grid the networks predict on
             start = time.perf_counter()
-            zgrid = load_predictor(checkpoint).zgrid
+            zgrid = load_predictor(checkpoint).zgrid if network else _grid(dataset)
             baselines = _Baselines(dataset, run / "learning_photometry.npz", zgrid)
             payload["n_test"] = int(baselines.test.size)
             payload["baseline_seconds"] = round(time.perf_counter() - start, 1)
