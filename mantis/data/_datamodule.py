@@ -52,8 +52,9 @@ class MantisDataModule(pl.LightningDataModule):
     seed : int
         Seed of the balanced sampler and of the training subset.
     train_fraction : float
-        Use this fraction of the training split (a seeded random subset, the same every run);
-        for learning curves of accuracy against training-set size.
+        Use this fraction of the training split (a seeded random subset, the same every run,
+        nested: with one seed, a smaller fraction's subset lies inside a larger one's); for
+        learning curves of accuracy against training-set size.
     z_min, z_max, n_z : float, float, int
         The redshift grid (must match the model's).
     """
@@ -118,8 +119,10 @@ class MantisDataModule(pl.LightningDataModule):
         if self.train_fraction < 1.0:
             train = self.rows["train"]
             keep = max(1, round(self.train_fraction * len(train)))
-            chosen = np.random.default_rng(self.seed).choice(len(train), keep, replace=False)
-            self.rows["train"] = np.sort(train[chosen])
+            # a prefix of one seeded permutation: subsets of smaller fractions lie inside
+            # those of larger ones, so a learning curve only ever adds galaxies
+            order = np.random.default_rng(self.seed).permutation(len(train))
+            self.rows["train"] = np.sort(train[order[:keep]])
         if len(self.rows["train"]) == 0:
             raise DatasetError(f"dataset {self.path!r} has no training objects with a redshift")
         self._train_z = z[self.rows["train"]]

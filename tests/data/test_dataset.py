@@ -118,3 +118,16 @@ def test_train_fraction_takes_a_fixed_subset_of_the_training_split(synthetic_h5)
     np.testing.assert_array_equal(half.rows["val"], full.rows["val"])  # only training shrinks
     with pytest.raises(DatasetError, match="train_fraction"):
         MantisDataModule(str(synthetic_h5), train_fraction=0.0)
+
+
+def test_train_fractions_are_nested_and_follow_the_seed(synthetic_h5):
+    def rows(fraction, seed=0):
+        dm = MantisDataModule(str(synthetic_h5), train_fraction=fraction, seed=seed)
+        dm.setup()
+        return dm.rows["train"]
+
+    sizes = {f: len(rows(f)) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2)}
+    assert sorted(sizes.values()) == list(sizes.values())  # the curve's sizes grow
+    for small, large in ((1 / 16, 1 / 8), (1 / 8, 1 / 4), (1 / 4, 1 / 2), (1 / 2, 1.0)):
+        assert set(rows(small)) < set(rows(large))
+    assert not np.array_equal(rows(1 / 2, seed=0), rows(1 / 2, seed=1))
