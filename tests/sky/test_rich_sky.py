@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.cosmology import Planck18
-from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
 from mantis.config import config_file, load_yaml
 from mantis.exceptions import ConfigError
 from mantis.sky import Universe
+from mantis.sky._coverage import _tan_wcs
 from mantis.sky._population import field_area_deg2, generate_population, validate_sky_config
 from mantis.sky._render import NativeFrame, SkyRenderer, frame_from_wcs
 from mantis.sky._seds import galaxy_magnitudes
@@ -36,12 +36,8 @@ def rich() -> pd.DataFrame:
 
 
 def make_wcs(ra, dec, scale, n):
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [ra, dec]
-    wcs.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    wcs.wcs.cdelt = [-scale / 3600.0, scale / 3600.0]
-    return wcs
+    """A north-up TAN cutout of n x n pixels of ``scale`` arcsec centred on (ra, dec)."""
+    return _tan_wcs(ra, dec, (n + 1) / 2, scale / 3600.0, (n, n))
 
 
 def component_colour(galaxies: pd.DataFrame, component: str) -> pd.Series:
