@@ -12,6 +12,7 @@ from mantis.fetch._runner import (
     load_fetch_config,
     make_fetchers,
 )
+from mantis.fetch._session import FetchSession
 from mantis.fetch._unwise import UnwiseFetcher
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ClientSettings",
     "CutoutCache",
     "CutoutFetcher",
+    "FetchSession",
     "FetchSummary",
     "GalexFetcher",
     "HttpClient",

@@ -256,7 +256,8 @@ class CutoutFetcher(ABC):
             Called with (object, status) after each object (progress bars).
         """
         tally = SurveyTally()
-        finished = {k for k, v in cache.statuses(self.survey).items() if v != "failed"}
+        tried = cache.statuses(self.survey, [o.id for o in objects])
+        finished = {k for k, v in tried.items() if v != "failed"}
         todo = [o for o in objects if o.id not in finished]
         tally.skipped = len(objects) - len(todo)
         n_workers = workers or 2 * int(client.settings.concurrency_per_host)

@@ -44,6 +44,8 @@ PRODUCT_SUFFIXES: dict[str, tuple[str, ...]] = {
     "galex": (".fits",),
 }
 _TEMP_MARK = ".part-"
+# ids per IN (...) lookup: well below SQLite's limit on bound parameters
+_IDS_PER_QUERY = 500
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
     object_id TEXT NOT NULL,
@@ -126,10 +128,30 @@ class CutoutCache:
         ).fetchone()
         return row[0] if row else None
 
-    def statuses(self, survey: str) -> dict[str, str]:
-        """Status of every object tried for one survey."""
-        rows = self._db.execute("SELECT object_id, status FROM products WHERE survey=?", (survey,))
-        return dict(rows.fetchall())
+    def statuses(self, survey: str, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Status of every object tried for one survey (or of ``ids`` only, those tried)."""
+        if ids is None:
+            query = "SELECT object_id, status FROM products WHERE survey=?"
+            return dict(self._db.execute(query, (survey,)).fetchall())
+        return {r["object_id"]: r["status"] for r in self.records(survey, ids)}
+
+    def records(self, survey: str, ids: Iterable[str]) -> list[dict]:
+        """Return the manifest rows of ``ids`` for one survey (those tried), by index lookups.
+
+        A chunk of a large catalogue asks for its own rows without reading the whole manifest.
+        """
+        ids = list(dict.fromkeys(str(i) for i in ids))
+        found = []
+        for lo in range(0, len(ids), _IDS_PER_QUERY):
+            part = ids[lo : lo + _IDS_PER_QUERY]
+            cursor = self._db.execute(
+                f"SELECT * FROM products WHERE survey=? AND object_id IN "
+                f"({','.join('?' * len(part))})",
+                (survey, *part),
+            )
+            names = [d[0] for d in cursor.description]
+            found += [dict(zip(names, row, strict=True)) for row in cursor]
+        return found
 
     def record(self, object_id: str, survey: str) -> dict | None:
         """Return the whole manifest row of one product, or None."""

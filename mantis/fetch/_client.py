@@ -174,6 +174,16 @@ class HttpClient:
             await self._session.close()
             self._session = None
 
+    def sharing(self) -> HttpClient:
+        """Return a client on these connections and per-host caps, counting its own requests.
+
+        Several jobs in one event loop (the chunks of a prediction) then stay within one
+        politeness cap per host together, while each job's statistics stay its own.
+        """
+        other = HttpClient(self.settings)
+        other._session, other._slots, other._rng = self._session, self._slots, self._rng
+        return other
+
     def _slot(self, host: str) -> asyncio.Semaphore:
         if host not in self._slots:
             self._slots[host] = asyncio.Semaphore(int(self.settings.concurrency_per_host))

@@ -231,15 +231,39 @@ async def _fetch_all(
     fsync: bool,
     progress: bool,
 ) -> FetchSummary:
+    async with HttpClient(settings) as client:
+        return await fetch_with_client(
+            client, objects, cache_dir, fetchers, fsync=fsync, progress=progress
+        )
+
+
+async def fetch_with_client(
+    client: HttpClient,
+    objects: list[SkyObject],
+    cache_dir: str | os.PathLike,
+    fetchers: list[CutoutFetcher],
+    *,
+    fsync: bool = False,
+    progress: bool = False,
+    tidy: bool = True,
+) -> FetchSummary:
+    """Fetch ``objects`` through an open client into the cache; the summary of these objects.
+
+    The client's requests and bytes are counted in the summary, so a client shared with other
+    jobs should be given as ``client.sharing()``. ``tidy`` first removes temporary files of
+    dead writers (a walk over the whole cache: once per session is enough).
+    """
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     summary = FetchSummary(len(objects))
+    ids = [o.id for o in objects]
     with CutoutCache(cache_dir, fsync=fsync) as cache:
-        cache.remove_stale_temporaries()
+        if tidy:
+            cache.remove_stale_temporaries()
         already = 0
         for fetcher in fetchers:
-            finished = cache.statuses(fetcher.survey)
+            finished = cache.statuses(fetcher.survey, ids)
             already += sum(finished.get(o.id) in ("done", "no_coverage") for o in objects)
         bar = tqdm(
             total=len(objects) * len(fetchers),
@@ -249,29 +273,26 @@ async def _fetch_all(
             desc="fetch",
             dynamic_ncols=True,
         )
-        async with HttpClient(settings) as client:
-            try:
-                tallies = await asyncio.gather(
-                    *(
-                        f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
-                        for f in fetchers
-                    )
+        try:
+            tallies = await asyncio.gather(
+                *(
+                    f.fetch(client, cache, objects, on_finished=lambda _o, _s: bar.update(1))
+                    for f in fetchers
                 )
-            finally:
-                for fetcher in fetchers:  # local mirror readers hold files open
-                    if hasattr(fetcher, "close"):
-                        fetcher.close()
+            )
+        finally:
+            for fetcher in fetchers:  # local mirror readers hold files open
+                if hasattr(fetcher, "close"):
+                    fetcher.close()
         bar.close()
-        wanted = {o.id for o in objects}
         for fetcher, tally in zip(fetchers, tallies, strict=True):
             name = fetcher.survey
             summary.skipped[name] = tally.skipped
             counts, reasons = Counter(), Counter()
-            for row in cache.iter_rows([name]):
-                if row["object_id"] in wanted:
-                    counts[row["status"]] += 1
-                    if row["status"] == "failed":
-                        reasons[str(row["last_error"] or "error").split(":")[0]] += 1
+            for row in cache.records(name, ids):
+                counts[row["status"]] += 1
+                if row["status"] == "failed":
+                    reasons[str(row["last_error"] or "error").split(":")[0]] += 1
             summary.statuses[name] = counts
             if reasons:
                 summary.failure_reasons[name] = reasons

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,19 +142,27 @@ def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> It
     """``(run, valid, reasons, arrays, stats)`` per run, fetching and building in background.
 
     A source with separate ``fetch`` and ``build`` gets a builder thread and ``source.lanes``
-    fetches at once (each within its share of the per-host cap), so the download of later
-    runs goes on while earlier ones are built and predicted, and one run's last answers
-    overlap the next run's first requests.
+    fetches at once, so the download of later runs goes on while earlier ones are built and
+    predicted, and one run's last answers overlap the next run's first requests. A source
+    with a ``fetch_session`` (`CutoutSource`) runs them in one session sharing the whole
+    per-host cap; otherwise each ``fetch`` call runs in a thread of its own.
     """
     split = callable(getattr(source, "fetch", None)) and callable(getattr(source, "build", None))
     lanes = max(1, int(getattr(source, "lanes", 1))) if split else 1
-    fetchers = ThreadPoolExecutor(lanes, thread_name_prefix="mantis-predict-fetch")
+    opener = getattr(source, "fetch_session", None)
+    if split and callable(opener):
+        session = opener()
+        submit, close = session.submit, session.close
+    else:
+        fetchers = ThreadPoolExecutor(lanes, thread_name_prefix="mantis-predict-fetch")
+        submit = partial(fetchers.submit, getattr(source, "fetch", None))
+        close = partial(fetchers.shutdown, wait=True, cancel_futures=True)
 
     def start_fetch(item: tuple) -> tuple:
         run, valid, _ = item
         pending = None
         if split and valid.any():
-            pending = fetchers.submit(source.fetch, run[valid].reset_index(drop=True))
+            pending = submit(run[valid].reset_index(drop=True))
         return (*item, pending)
 
     def build(item: tuple) -> tuple:
@@ -168,7 +177,7 @@ def _prepared(runs: Iterator, source: ArraySource, duplicates: np.ndarray) -> It
     try:
         yield from staged(validated, [(start_fetch, FETCH_AHEAD), (build, 1)])
     finally:
-        fetchers.shutdown(wait=True, cancel_futures=True)
+        close()
 
 
 def _calibrator(predictor: Any, given: dict | None = None):

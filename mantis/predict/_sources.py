@@ -49,10 +49,10 @@ class CutoutSource:
     fetch_config : dict or str, optional
         Fetch settings handed to `mantis.fetch.fetch_catalog` (default ``fetch``).
     fetch_lanes : int
-        Chunks fetched at the same time, each with its share of the per-host cap
-        (``client.concurrency_per_host``), so requests in flight per host never exceed the
-        cap. With two, one chunk's last answers and the next chunk's file-name lookup no
-        longer leave the cap idle between chunks.
+        Chunks fetched at the same time. In a prediction (`fetch_session`) they share one
+        client and its per-host cap (``client.concurrency_per_host``), so one chunk's last
+        answers and the next chunk's file-name lookup no longer leave the cap idle between
+        chunks; through `fetch`, each call gets its share of the cap instead.
     """
 
     cache_dir: str
@@ -71,6 +71,22 @@ class CutoutSource:
         from mantis.fetch import load_fetch_config
 
         return int(load_fetch_config(self.fetch_config)["client"]["concurrency_per_host"])
+
+    def fetch_session(self) -> Any:
+        """Open a `mantis.fetch.FetchSession` on this source's cache, endpoint and settings.
+
+        Chunks submitted to it run ``lanes`` at a time through one client, so together they
+        keep the whole per-host cap busy and never exceed it.
+        """
+        from mantis.fetch import FetchSession
+
+        return FetchSession(
+            self.cache_dir,
+            surveys=self.surveys,
+            endpoint=self.endpoint,
+            config=self.fetch_config,
+            chunks_at_once=self.lanes,
+        )
 
     def fetch(self, chunk: pd.DataFrame) -> Any:
         """Fetch the cutouts of ``chunk`` into the cache (what it holds already is skipped).

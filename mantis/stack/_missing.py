@@ -36,7 +36,7 @@ def check_something_fetched(catalog: pd.DataFrame, cache) -> None:
     ids = set(catalog["id"].astype(str)) if "id" in catalog else set()
     counts = {}
     for name in SURVEY_NAMES:
-        statuses = cache.statuses(name)
+        statuses = cache.statuses(name, ids)
         found = Counter(statuses.get(i, "not_fetched") for i in ids)
         if found.get("done"):
             return

@@ -7,7 +7,7 @@ from astropy.io import fits
 from stack_products import _aips_wcs, galex_fits, ps1_fits, ps1_header, unwise_tar
 
 from mantis.stack._grids import TanProjection, pixel_to_sky, stack_projections
-from mantis.stack._units import ProductError, read_galex, read_ps1, read_unwise
+from mantis.stack._units import ProductError, read_galex, read_product, read_ps1, read_unwise
 
 
 def _mag(total):
@@ -66,6 +66,27 @@ def test_ps1_missing_exptime_is_a_clear_error(tmp_path):
     fits.PrimaryHDU(np.ones((10, 10), np.float32), header).writeto(path)
     with pytest.raises(ProductError, match="EXPTIME"):
         read_ps1(path)
+
+
+def _with_card(body: bytes, keyword: bytes, card: bytes) -> bytes:
+    """``body`` with the 80-character header card of ``keyword`` replaced by ``card``."""
+    start = body.index(keyword.ljust(8))
+    assert start % 80 == 0
+    return body[:start] + card.ljust(80) + body[start + 80 :]
+
+
+def test_an_unparsable_card_matters_only_where_it_is_read(tmp_path):
+    body = ps1_fits(150.0, 2.0, 18.3)
+    # a card nobody reads, added before END (the header keeps its 2880-byte block)
+    end = body.index(b"END".ljust(80))
+    extra = body[:end] + b"JUNK    = 1.5.0e3 / unparsable".ljust(80) + body[end : end + 80]
+    unused = tmp_path / "unused.r.fits"
+    unused.write_bytes(extra + body[end + 160 :])
+    assert abs(_mag(read_product("ps1", [unused])[0].flux.sum()) - 18.3) < 0.01
+    broken = tmp_path / "broken.r.fits"
+    broken.write_bytes(_with_card(body, b"EXPTIME", b"EXPTIME = 1.5.0e3 / seconds"))
+    with pytest.raises(ProductError, match=r"broken\.r\.fits"):
+        read_product("ps1", [broken])
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):
