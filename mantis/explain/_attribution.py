@@ -1,9 +1,13 @@
 """Integrated gradients (captum) of the density's mean, or of the probability in one bin.
 
-Attributions are taken with respect to the network's inputs after the stretch (data channels
-and valid-mask channels), from the baseline "every band missing" (all zeros: no data, masks
-off), so that by completeness an object's attributions add up to the change of the output
-between seeing nothing and seeing the object. Per band, the data and mask channels are summed.
+Attributions are taken with respect to the network's inputs after the stretch, from the
+baseline "the same coverage, no light": the data channels zero and the valid-mask channels as
+observed. By completeness an object's attributions add up to the change of the output between
+that dark cutout and the object. The masks stay fixed along the path because the networks read
+them as switches (the photometry head counts a band as measured once enough of its aperture is
+valid): a path that turned them on would cross steps no gradient sees, and the attributions
+would no longer add up. What coverage itself contributes is what occlusion measures. Per band,
+the data and mask channels are summed (the mask channels' share is zero).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch import nn
 from mantis.explain._embed import to_tensors
 from mantis.explain._occlusion import channel_bands
 
-__all__ = ["DensityOutput", "attribute", "band_attributions", "network_inputs"]
+__all__ = ["DensityOutput", "attribute", "band_attributions", "dark_baseline", "network_inputs"]
 
 
 class DensityOutput(nn.Module):
@@ -110,7 +114,7 @@ def attribute(
         extra: tuple[torch.Tensor, ...] = (ebv,)
         if target == "bin":
             extra += (torch.as_tensor(np.asarray(target_bins)[rows], dtype=torch.long),)
-        baselines = tuple(torch.zeros_like(t) for t in inputs)
+        baselines = tuple(dark_baseline(t) for t in inputs)
         attributions, delta = ig.attribute(
             inputs,
             baselines=baselines,
@@ -130,6 +134,13 @@ def attribute(
         "baseline_output": np.concatenate(base_outputs).astype(np.float64),
         "delta": np.concatenate(deltas).astype(np.float64),
     }
+
+
+def dark_baseline(stretched: torch.Tensor) -> torch.Tensor:
+    """``stretched`` ``(B, 2C, H, W)`` with its C data channels zero and its C masks kept."""
+    baseline = stretched.detach().clone()
+    baseline[:, : stretched.shape[1] // 2] = 0.0
+    return baseline
 
 
 def band_attributions(maps: dict[str, np.ndarray], spec: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -208,9 +208,10 @@ def _attribution_section(module, spec, arrays, z, mag, n_steps, n_examples, out)
         [
             f"Integrated gradients (captum, {n_steps} Gauss-Legendre steps) of the density mean "
             f"E[z] on {len(z)} objects and of the probability in the true redshift bin on "
-            f"{n_bin}, with respect to the stretched inputs, from the baseline 'every band "
-            "missing' (all zeros). A band's attribution sums its data and mask channels; its "
-            "share is |attribution| over the sum of |attribution| of all bands.",
+            f"{n_bin}, with respect to the stretched inputs, from the baseline 'same coverage, "
+            "no light' (data channels zero, valid masks as observed: the networks read masks as "
+            "switches, which a path must not cross). A band's attribution is that of its data "
+            "channel; its share is |attribution| over the sum of |attribution| of all bands.",
             f"Completeness: median |Σ attributions − (f(x) − f(baseline))| / |f(x) − "
             f"f(baseline)| = {np.median(rel):.1e} (90th percentile {np.quantile(rel, 0.9):.1e}).",
             "Share per survey (E[z]): "
