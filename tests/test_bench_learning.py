@@ -42,3 +42,14 @@ def test_a_run_without_a_dataset_is_one_line_and_status_2(tmp_path):
     )
     assert done.returncode == 2
     assert "no dataset.h5 there" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_train_config_is_one_line_and_status_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--train-config", str(tmp_path / "early.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert f"--train-config {tmp_path / 'early.yaml'}: no such YAML file" in done.stderr
+    assert "Traceback" not in done.stderr
