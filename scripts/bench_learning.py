@@ -182,10 +182,11 @@ def overtaking_size(n: list[int], network: list[float], other: list[float]) -> f
     """Training size where the network's score falls below another's and stays there.
 
     Interpolated linearly in log2(size) between the two sizes that bracket the crossing;
-    the smallest size when the network is ahead everywhere, None when it never stays ahead.
+    the smallest size when the network is ahead everywhere, None when it never stays ahead
+    (or no size is scored).
     """
     ahead = np.asarray(network) < np.asarray(other)
-    if not ahead[-1]:
+    if ahead.size == 0 or not ahead[-1]:  # no network scored yet, or behind at the largest
         return None
     first = int(len(ahead) - np.argmin(ahead[::-1])) if not ahead.all() else 0
     if first == 0:

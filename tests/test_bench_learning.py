@@ -32,6 +32,7 @@ def test_overtaking_size_interpolates_in_log2_size_where_the_lead_lasts(bench):
     )
     assert bench.overtaking_size(n, [0.05, 0.05, 0.05, 0.05], [0.06] * 4) == 1000
     assert bench.overtaking_size(n, [0.05, 0.05, 0.05, 0.07], [0.06] * 4) is None
+    assert bench.overtaking_size([], [], []) is None  # no network trained at any size yet
 
 
 def test_a_run_without_a_dataset_is_one_line_and_status_2(tmp_path):
