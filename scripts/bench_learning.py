@@ -1,21 +1,22 @@
 """Learning curve of the early-fusion default against the photometric baselines.
 
-Trains the early-fusion default (`mantis/configs/train/early.yaml`, as it stands in this tree)
-on nested, seeded random subsets of a run's training split -- 1/2, 1/4, ... of it
-(``--halvings``, default 4: five sizes); the whole split is the run's own early model
-(``<run>/early``) when its pipeline trained that with the same config, else a model trained
-here. Each model is recalibrated on the validation split and scored on the test split. The
-kNN baseline is fitted on exactly the same training galaxies (`MantisDataModule` picks them,
-as in training) and the template fit, which learns nothing, is run once; both on the aperture
-photometry `mantis evaluate` uses, scored on the same test galaxies. ``--dropout-comparison``
-also trains the full-size model without modality dropout and scores both with GALEX or unWISE
-withheld; ``--only-trained`` trains nothing and scores the networks already trained (the
-baselines at every size). Models already trained are reused. Writes ``bench/results/learning.json``
-and ``bench/results/learning.png``.
+Trains the early-fusion default (`mantis/configs/train/early.yaml`, as it stands in this tree;
+``--train-config`` names another, e.g. an earlier commit's) on nested, seeded random subsets of
+a run's training split -- 1/2, 1/4, ... of it (``--halvings``, default 4: five sizes); the whole
+split is the run's own early model (``<run>/early``) when its pipeline trained that with a
+config of the same content, else a model trained here. Each model is recalibrated on the
+validation split and scored on the test split. The kNN baseline is fitted on exactly the same
+training galaxies (`MantisDataModule` picks them, as in training) and the template fit, which
+learns nothing, is run once; both on the aperture photometry `mantis evaluate` uses, scored on
+the same test galaxies. ``--dropout-comparison`` also trains the full-size model without
+modality dropout and scores both with GALEX or unWISE withheld; ``--only-trained`` trains
+nothing and scores the networks already trained (the baselines at every size). Models already
+trained are reused (refused when this script trained them with a config of other content).
+Writes ``bench/results/learning.json`` and ``bench/results/learning.png``.
 
 Usage: ``python scripts/bench_learning.py [--run runs/default] [--halvings 4]
-[--dropout-comparison]``; the large sky: ``mantis pipeline --config large``, then
-``python scripts/bench_learning.py --run runs/large``.
+[--train-config train/early] [--dropout-comparison]``; the large sky: ``mantis pipeline
+--config large``, then ``python scripts/bench_learning.py --run runs/large``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import hashlib
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
-TRAIN_CONFIG = "train/early"
+DEFAULT_TRAIN_CONFIG = "train/early"
 KEYS = ("nmad", "outlier_rate_015", "crps", "bias_median")
 ESTIMATORS = ("early fusion", "kNN", "template fit")
 
@@ -49,37 +51,55 @@ def _flat(result: dict) -> dict:
     return {k: float(flat[k]) for k in KEYS}
 
 
-def _pipeline_trained_it(run: Path) -> bool:
-    """Whether the run's own early model was trained with the curve's config."""
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pipeline_trained_it(run: Path, train_config: Path) -> bool:
+    """Whether the run's own early model was trained with a config of the curve's content."""
     from mantis.config import config_file, load_yaml
     from mantis.exceptions import ConfigError
 
     try:
         early = load_yaml(run / "pipeline.yaml")["models"]["early"]
-        return config_file(early) == config_file(TRAIN_CONFIG)
+        return _sha256(config_file(early)) == _sha256(train_config)
     except (ConfigError, KeyError, TypeError):  # no pipeline file or early model
         return False
 
 
-def _model_dir(run: Path, fraction: float, n_train: int) -> Path:
-    if fraction == 1.0 and _pipeline_trained_it(run):
+def _model_dir(run: Path, train_config: Path, fraction: float, n_train: int) -> Path:
+    if fraction == 1.0 and _pipeline_trained_it(run, train_config):
         return run / "early"
     return run / f"early_train{n_train}"
 
 
-def _train(run: Path, dataset: Path, fraction: float, n_train: int) -> tuple[Path, float | None]:
+def _train(
+    run: Path, dataset: Path, train_config: Path, fraction: float, n_train: int
+) -> tuple[Path, float | None]:
     """Train (or reuse) one model; wall seconds of its training, None when not known."""
     from mantis.models import train_model
     from mantis.models._train import FINISHED
 
-    folder = _model_dir(run, fraction, n_train)
+    folder = _model_dir(run, train_config, fraction, n_train)
     record = folder / "bench_train_seconds.json"
+    sha = _sha256(train_config)
+    trained_with = (
+        json.loads(record.read_text()).get("train_config_sha256") if record.exists() else None
+    )
+    if trained_with not in (None, sha):  # a model of another config must not join this curve
+        print(
+            f"{folder} was trained with a config of sha256 {trained_with}, not {sha} "
+            f"({train_config}); move it away or pass that config as --train-config",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     overrides = {} if fraction == 1.0 else {"data.train_fraction": fraction}
     trained_before = (folder / FINISHED).is_file()
     start = time.perf_counter()
-    checkpoint = train_model(TRAIN_CONFIG, dataset, folder, overrides=overrides)
+    checkpoint = train_model(train_config, dataset, folder, overrides=overrides)
     if not trained_before and not record.exists():
-        record.write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
+        seconds = round(time.perf_counter() - start, 1)
+        record.write_text(json.dumps({"seconds": seconds, "train_config_sha256": sha}))
     if record.exists():
         return checkpoint, json.loads(record.read_text())["seconds"]
     timings = run / "timings.json"  # the pipeline trained the full-size model
@@ -162,10 +182,11 @@ def overtaking_size(n: list[int], network: list[float], other: list[float]) -> f
     """Training size where the network's score falls below another's and stays there.
 
     Interpolated linearly in log2(size) between the two sizes that bracket the crossing;
-    the smallest size when the network is ahead everywhere, None when it never stays ahead.
+    the smallest size when the network is ahead everywhere, None when it never stays ahead
+    (or no size is scored).
     """
     ahead = np.asarray(network) < np.asarray(other)
-    if not ahead[-1]:
+    if ahead.size == 0 or not ahead[-1]:  # no network scored yet, or behind at the largest
         return None
     first = int(len(ahead) - np.argmin(ahead[::-1])) if not ahead.all() else 0
     if first == 0:
@@ -176,12 +197,12 @@ def overtaking_size(n: list[int], network: list[float], other: list[float]) -> f
     return float(2 ** (np.log2(n[lo]) + t * (np.log2(n[hi]) - np.log2(n[lo]))))
 
 
-def _dropout_comparison(run: Path, dataset: Path, full: Path) -> dict:
+def _dropout_comparison(run: Path, dataset: Path, train_config: Path, full: Path) -> dict:
     from mantis.evaluate import evaluate_ablations
     from mantis.models import train_model
 
     no_dropout = train_model(
-        TRAIN_CONFIG, dataset, run / "early_no_dropout", overrides={"model.modality_dropout": {}}
+        train_config, dataset, run / "early_no_dropout", overrides={"model.modality_dropout": {}}
     )
     rows = {}
     for name, checkpoint in (("with_dropout", full), ("without_dropout", no_dropout)):
@@ -243,6 +264,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(REPO / "runs" / "default"))
     parser.add_argument("--halvings", type=int, default=4, help="sizes below the full split")
+    parser.add_argument(
+        "--train-config",
+        default=DEFAULT_TRAIN_CONFIG,
+        help="training config of every network: a YAML path or a shipped name "
+        f"(default: {DEFAULT_TRAIN_CONFIG})",
+    )
     parser.add_argument("--dropout-comparison", action="store_true")
     parser.add_argument(
         "--only-trained",
@@ -254,30 +281,38 @@ def main() -> int:
         parser.error(f"--halvings must be an integer from 0 to 8, got {args.halvings}")
     if args.only_trained and args.dropout_comparison:
         parser.error("--only-trained trains nothing; the dropout comparison trains a model")
+    from mantis.config import config_file
+    from mantis.exceptions import ConfigError
+
+    try:
+        config = config_file(args.train_config).resolve()
+    except ConfigError:
+        parser.error(
+            f"--train-config {args.train_config}: no such YAML file or shipped training config "
+            "(e.g. train/early)"
+        )
     run = Path(args.run)
     dataset = run / "dataset.h5"
     if not dataset.is_file():
         parser.error(f"--run {run}: no dataset.h5 there; run `mantis pipeline` for it first")
-    from mantis.config import config_file
     from mantis.models import load_predictor
 
-    config = config_file(TRAIN_CONFIG)
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip()
     payload = {
         "run": str(run),
         "train_config": str(config.relative_to(REPO) if config.is_relative_to(REPO) else config),
-        "train_config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+        "train_config_sha256": _sha256(config),
         "commit": commit,
     }
     rows, baselines = [], None
     for fraction in [2.0**-k for k in range(args.halvings, 0, -1)] + [1.0]:
         train_rows = _training_rows(dataset, fraction)
-        folder = _model_dir(run, fraction, len(train_rows))
+        folder = _model_dir(run, config, fraction, len(train_rows))
         network = not args.only_trained or (folder / "finished.json").is_file()
         checkpoint, seconds = (
-            _train(run, dataset, fraction, len(train_rows)) if network else (None, None)
+            _train(run, dataset, config, fraction, len(train_rows)) if network else (None, None)
         )
         if baselines is None:  # on the grid the networks predict on
             start = time.perf_counter()
@@ -303,8 +338,8 @@ def main() -> int:
         _write(payload, rows)  # after every size: a long run stopped early keeps its points
 
     if args.dropout_comparison:
-        full = _train(run, dataset, 1.0, rows[-1]["n_train"])[0]
-        payload["modality_dropout"] = _dropout_comparison(run, dataset, full)
+        full = _train(run, dataset, config, 1.0, rows[-1]["n_train"])[0]
+        payload["modality_dropout"] = _dropout_comparison(run, dataset, config, full)
         _write(payload, rows)
     print(
         "\n| training galaxies | early NMAD | early η | early CRPS | kNN NMAD | kNN η | "

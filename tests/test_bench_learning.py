@@ -32,6 +32,7 @@ def test_overtaking_size_interpolates_in_log2_size_where_the_lead_lasts(bench):
     )
     assert bench.overtaking_size(n, [0.05, 0.05, 0.05, 0.05], [0.06] * 4) == 1000
     assert bench.overtaking_size(n, [0.05, 0.05, 0.05, 0.07], [0.06] * 4) is None
+    assert bench.overtaking_size([], [], []) is None  # no network trained at any size yet
 
 
 def test_a_run_without_a_dataset_is_one_line_and_status_2(tmp_path):
@@ -42,3 +43,14 @@ def test_a_run_without_a_dataset_is_one_line_and_status_2(tmp_path):
     )
     assert done.returncode == 2
     assert "no dataset.h5 there" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_missing_train_config_is_one_line_and_status_2(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--train-config", str(tmp_path / "early.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert f"--train-config {tmp_path / 'early.yaml'}: no such YAML file" in done.stderr
+    assert "Traceback" not in done.stderr
