@@ -35,22 +35,18 @@ def test_overtaking_size_interpolates_in_log2_size_where_the_lead_lasts(bench):
     assert bench.overtaking_size([], [], []) is None  # no network trained at any size yet
 
 
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+
+
 def test_a_run_without_a_dataset_is_one_line_and_status_2(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--run", str(tmp_path / "nothing")],
-        capture_output=True,
-        text=True,
-    )
+    done = _bench("--run", str(tmp_path / "nothing"))
     assert done.returncode == 2
     assert "no dataset.h5 there" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_missing_train_config_is_one_line_and_status_2(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--train-config", str(tmp_path / "early.yaml")],
-        capture_output=True,
-        text=True,
-    )
+    done = _bench("--train-config", str(tmp_path / "early.yaml"))
     assert done.returncode == 2
     assert f"--train-config {tmp_path / 'early.yaml'}: no such YAML file" in done.stderr
     assert "Traceback" not in done.stderr

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from mantis.config import load_settings
 from mantis.exceptions import FetchError
 from mantis.fetch._cache import CutoutCache
 from mantis.fetch._client import ClientSettings, HttpClient
@@ -77,7 +78,8 @@ class FetchSession:
         self.endpoint = endpoint
         self._config = load_fetch_config(config)
         self._settings = ClientSettings.from_config(self._config)
-        make_fetchers(self.surveys, config=self._config, endpoint=endpoint)  # checks settings
+        self._endpoints = load_settings("endpoints")  # read once, not once per chunk
+        self._fetchers()  # checks the surveys, endpoint and settings before anything is sent
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="mantis-fetch-session", daemon=True
@@ -87,6 +89,12 @@ class FetchSession:
         self._turns: asyncio.Semaphore | None = None
         self._tasks: set[concurrent.futures.Future] = set()
         self._call(self._open(max(1, int(chunks_at_once))))
+
+    def _fetchers(self) -> list:
+        # fresh fetchers per chunk: PS1 plans its file-name lookups for one call's objects
+        return make_fetchers(
+            self.surveys, config=self._config, endpoint=self.endpoint, endpoints=self._endpoints
+        )
 
     def _call(self, coroutine: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
@@ -99,7 +107,7 @@ class FetchSession:
 
     async def _fetch(self, catalog: pd.DataFrame) -> FetchSummary:
         objects, unusable = _usable(catalog_objects(catalog))
-        fetchers = make_fetchers(self.surveys, config=self._config, endpoint=self.endpoint)
+        fetchers = self._fetchers()
         assert self._turns is not None
         async with self._turns:
             try:
