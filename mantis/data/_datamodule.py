@@ -176,6 +176,12 @@ class MantisDataModule(pl.LightningDataModule):
             collate_fn=keep_batch,
         )
 
+    def split_dataloader(self, name: str) -> DataLoader:
+        """Batches of one split (``'train'``, ``'val'`` or ``'test'``) in order, unaugmented."""
+        if name not in SPLITS:
+            raise DatasetError(f"split must be one of {list(SPLITS)}, got {name!r}")
+        return self._loader(name, train=False)
+
     def teardown(self, stage: str | None = None) -> None:
         """Release the HDF5 handles and the splits held in memory."""
         for dataset in self._open_datasets:

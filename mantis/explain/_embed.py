@@ -21,7 +21,7 @@ EMBED_BATCH = 32
 
 def penultimate_layer(module: Any) -> nn.Module:
     """Return the layer whose output is the input of the last linear layer of the density head."""
-    return module.net.head.net[1]
+    return module.net.head.hidden_layer
 
 
 def to_tensors(

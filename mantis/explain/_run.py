@@ -39,8 +39,8 @@ def network_layers(module: Any) -> dict[str, Any]:
         blocks = encoder.body if hasattr(encoder, "body") else encoder
         for i, block in enumerate(blocks.children()):
             layers[f"{group}.{i}"] = block
-    layers["head.hidden"] = net.head.net[1]
-    layers["head.logits"] = net.head.net[2]
+    layers["head.hidden"] = net.head.hidden_layer
+    layers["head.logits"] = net.head.logits_layer
     return layers
 
 

@@ -194,7 +194,7 @@ def fit_shift_reference(
         field=field,
         n_train=len(train_rows),
         fingerprint=weights_fingerprint(module),
-        layer="net.head.net.1",
+        layer=f"net.head.net.{len(module.net.head.net) - 2}",
         groups=list(module.groups),
         envelope_columns=magnitude_columns(sample, module.groups),
         morphology_scale=scale,

@@ -15,6 +15,7 @@ from mantis.data import ArcsinhStretch, image_groups
 from mantis.exceptions import ConfigError
 from mantis.models._metrics import density_scores, validation_scores
 from mantis.models._photometry import AperturePhotometry, photometry_groups
+from mantis.models._refit import check_head_refit
 from mantis.models._registry import create_model
 from mantis.surveys import survey
 from mantis.zgrid import ZGrid
@@ -48,6 +49,10 @@ class RedshiftModule(pl.LightningModule):
         Also feed the density head forced aperture photometry of the inputs (asinh magnitudes,
         adjacent colours, missing-band flags; `AperturePhotometry`), the features of the kNN
         baseline.
+    head_refit : dict, optional
+        After training, refit the density head of the best checkpoint on its frozen encoder's
+        features (`mantis.models.refit_head`): ``epochs`` (0 or absent: no refit), ``lr``,
+        ``weight_decay``, ``seed``.
     optimizer, scheduler : callable, optional
         Built from the config by LightningCLI; default AdamW(lr=2e-3, weight_decay=1e-4)
         and no schedule.
@@ -67,6 +72,7 @@ class RedshiftModule(pl.LightningModule):
         modality_dropout: dict[str, float] | None = None,
         stretch_factor: float = 1.0,
         photometry: bool = False,
+        head_refit: dict[str, Any] | None = None,
         optimizer: OptimizerCallable | None = None,
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -79,6 +85,7 @@ class RedshiftModule(pl.LightningModule):
         self.groups = image_groups(data_spec)
         self.label_sigma = float(label_sigma)
         self.modality_dropout = self._check_dropout(modality_dropout or {})
+        self.head_refit = check_head_refit(head_refit)
         channels = data_spec["channels"]
         self.stretch = nn.ModuleDict(
             {g: ArcsinhStretch(channels[g], factor=stretch_factor) for g in self.groups}

@@ -73,13 +73,39 @@ class SmallEncoder(nn.Module):
 
 
 class DensityHead(nn.Module):
-    """MLP from pooled image features and E(B-V) to logits over ``n_z`` redshift bins."""
+    """MLP from pooled image features and E(B-V) to logits over ``n_z`` redshift bins.
 
-    def __init__(self, n_features: int, n_z: int, *, hidden: int = 256) -> None:
+    Parameters
+    ----------
+    n_features : int
+        Features per object besides E(B-V).
+    n_z : int
+        Redshift bins.
+    hidden : int
+        Width of each hidden layer.
+    depth : int
+        Hidden layers (each linear + GELU).
+    """
+
+    def __init__(self, n_features: int, n_z: int, *, hidden: int = 256, depth: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(n_features + 1, hidden), nn.GELU(), nn.Linear(hidden, n_z)
-        )
+        if depth < 1:
+            raise ConfigError(f"head_depth must be a positive integer, got {depth!r}")
+        self.n_features, self.hidden, self.depth = n_features, hidden, depth
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(n_features + 1 if i == 0 else hidden, hidden), nn.GELU()]
+        self.net = nn.Sequential(*layers, nn.Linear(hidden, n_z))
+
+    @property
+    def hidden_layer(self) -> nn.Module:
+        """The layer whose output is the last hidden representation (the logits' input)."""
+        return self.net[-2]
+
+    @property
+    def logits_layer(self) -> nn.Linear:
+        """The final linear layer."""
+        return self.net[-1]
 
     def forward(self, features: torch.Tensor, ebv: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([features, ebv * EBV_SCALE], dim=1))
@@ -96,21 +122,30 @@ class _FusionNet(nn.Module):
 
     def attach_photometry(self, photometry: nn.Module) -> None:
         """Feed ``photometry(inputs)`` (``n_features`` per object) to a new, wider head."""
-        first, last = self.head.net[0], self.head.net[2]
-        n_image = (
-            first.in_features - 1 - (0 if self.photometry is None else self.photometry.n_features)
-        )
+        head = self.head
+        n_image = head.n_features - (0 if self.photometry is None else self.photometry.n_features)
         self.photometry = photometry
         self.head = DensityHead(
-            n_image + photometry.n_features, last.out_features, hidden=first.out_features
+            n_image + photometry.n_features,
+            head.logits_layer.out_features,
+            hidden=head.hidden,
+            depth=head.depth,
         )
 
-    def _logits(
-        self, features: torch.Tensor, inputs: dict[str, torch.Tensor], ebv: torch.Tensor
-    ) -> torch.Tensor:
+    def image_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled encoder features ``(B, n)`` of the stretched inputs."""
+        raise NotImplementedError
+
+    def head_inputs(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return what the head reads besides E(B-V): image features, then any photometry."""
+        features = self.image_features(inputs)
         if self.photometry is not None:
             features = torch.cat([features, self.photometry(inputs).to(features.dtype)], dim=1)
-        return self.head(features, ebv)
+        return features
+
+    def forward(self, inputs: dict[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, n_z)`` from the stretched inputs and ``ebv``."""
+        return self.head(self.head_inputs(inputs), ebv)
 
 
 class EarlyFusionNet(_FusionNet):
@@ -118,14 +153,16 @@ class EarlyFusionNet(_FusionNet):
 
     fusion = "early"
 
-    def __init__(self, encoder: nn.Module, n_features: int, n_z: int, *, hidden: int = 256):
+    def __init__(
+        self, encoder: nn.Module, n_features: int, n_z: int, *, hidden: int = 256, depth: int = 1
+    ):
         super().__init__()
         self.encoder = encoder
-        self.head = DensityHead(n_features, n_z, hidden=hidden)
+        self.head = DensityHead(n_features, n_z, hidden=hidden, depth=depth)
 
-    def forward(self, inputs: dict[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_z)`` from ``inputs['early']`` and ``ebv``."""
-        return self._logits(self.encoder(inputs["early"]), inputs, ebv)
+    def image_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pooled features of ``inputs['early']``."""
+        return self.encoder(inputs["early"])
 
 
 class LateFusionNet(_FusionNet):
@@ -134,17 +171,22 @@ class LateFusionNet(_FusionNet):
     fusion = "late"
 
     def __init__(
-        self, encoders: dict[str, tuple[nn.Module, int]], n_z: int, *, hidden: int = 256
+        self,
+        encoders: dict[str, tuple[nn.Module, int]],
+        n_z: int,
+        *,
+        hidden: int = 256,
+        depth: int = 1,
     ) -> None:
         super().__init__()
         self.surveys = list(encoders)
         self.encoders = nn.ModuleDict({name: enc for name, (enc, _) in encoders.items()})
-        self.head = DensityHead(sum(n for _, n in encoders.values()), n_z, hidden=hidden)
+        n_features = sum(n for _, n in encoders.values())
+        self.head = DensityHead(n_features, n_z, hidden=hidden, depth=depth)
 
-    def forward(self, inputs: dict[str, torch.Tensor], ebv: torch.Tensor) -> torch.Tensor:
-        """Logits ``(B, n_z)`` from one input per survey and ``ebv``."""
-        features = [self.encoders[name](inputs[name]) for name in self.surveys]
-        return self._logits(torch.cat(features, dim=1), inputs, ebv)
+    def image_features(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Each survey's pooled features, concatenated in survey order."""
+        return torch.cat([self.encoders[name](inputs[name]) for name in self.surveys], dim=1)
 
 
 def _resnet18(in_chans: int) -> tuple[nn.Module, int]:
@@ -174,11 +216,16 @@ def _check_late(in_chans: dict[str, int] | None, sizes: dict[str, int] | None):
 
 @register_model
 def early_small(
-    in_chans: int = 18, n_z: int = 400, size: int = 32, widths: tuple[int, ...] = (32, 64, 128)
+    in_chans: int = 18,
+    n_z: int = 400,
+    size: int = 32,
+    widths: tuple[int, ...] = (32, 64, 128),
+    head_hidden: int = 256,
+    head_depth: int = 1,
 ) -> EarlyFusionNet:
     """CPU default: a ~0.5M-parameter CNN over the 9 bands + 9 masks of the common grid."""
     encoder = SmallEncoder(in_chans, tuple(widths), patch=max(1, size // 32))
-    return EarlyFusionNet(encoder, encoder.n_features, n_z)
+    return EarlyFusionNet(encoder, encoder.n_features, n_z, hidden=head_hidden, depth=head_depth)
 
 
 @register_model
@@ -204,7 +251,11 @@ def early_convnext_large(in_chans: int = 18, n_z: int = 400, size: int = 120) ->
 
 @register_model
 def late_small(
-    in_chans: dict[str, int] | None = None, n_z: int = 400, sizes: dict[str, int] | None = None
+    in_chans: dict[str, int] | None = None,
+    n_z: int = 400,
+    sizes: dict[str, int] | None = None,
+    head_hidden: int = 256,
+    head_depth: int = 1,
 ) -> LateFusionNet:
     """CPU default: a small CNN per survey; PS1 at 4x the width of the coarse surveys."""
     in_chans, sizes = _check_late(in_chans, sizes)
@@ -213,7 +264,7 @@ def late_small(
         widths = (32, 64, 128) if name == "ps1" else (16, 32, 64)
         enc = SmallEncoder(chans, widths, patch=max(1, sizes[name] // 32))
         encoders[name] = (enc, enc.n_features)
-    return LateFusionNet(encoders, n_z)
+    return LateFusionNet(encoders, n_z, hidden=head_hidden, depth=head_depth)
 
 
 @register_model

@@ -18,6 +18,7 @@ from mantis.config import config_file
 from mantis.data import MantisDataModule
 from mantis.exceptions import ConfigError
 from mantis.models._module import RedshiftModule
+from mantis.models._refit import HeadRefit
 
 __all__ = ["EpochMetricsCSV", "MantisCLI", "train_model"]
 
@@ -89,7 +90,7 @@ class MantisCLI(LightningCLI):
                 seed_everything_default=0,
                 save_config_kwargs={"overwrite": True},
                 trainer_defaults={
-                    "callbacks": [best, EpochMetricsCSV()],
+                    "callbacks": [best, EpochMetricsCSV(), HeadRefit()],
                     "deterministic": True,
                     "logger": False,
                 },

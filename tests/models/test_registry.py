@@ -81,3 +81,42 @@ def test_unknown_model_names_the_registered_ones():
 def test_late_models_reject_unknown_surveys():
     with pytest.raises(ConfigError, match="sdss"):
         create_model("late_small", in_chans={"sdss": 4}, n_z=N_Z)
+
+
+class _ZeroFeatures(torch.nn.Module):
+    """Five extra features per object, as the photometry head input adds (values irrelevant)."""
+
+    n_features = 5
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.zeros(len(next(iter(inputs.values()))), self.n_features)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late"])
+def test_a_deeper_head_keeps_its_depth_and_width_when_photometry_is_attached(fusion):
+    kwargs = {"head_hidden": 48, "head_depth": 3, "n_z": N_Z}
+    if fusion == "early":
+        net = create_model("early_small", in_chans=18, size=EARLY_SIZE, **kwargs)
+        n_image = 128
+    else:
+        net = create_model("late_small", in_chans=LATE_CHANS, sizes=LATE_SIZES, **kwargs)
+        n_image = 64 + 128 + 64
+    net.attach_photometry(_ZeroFeatures())
+    linears = [m for m in net.head.net if isinstance(m, torch.nn.Linear)]
+    # three hidden layers of 48, then the logits; the first reads image + photometry + E(B-V)
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (n_image + 5 + 1, 48),
+        (48, 48),
+        (48, 48),
+        (48, N_Z),
+    ]
+    seen = []
+    net.head.hidden_layer.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    _, inputs = _build(f"{fusion}_small")
+    assert net(inputs, torch.zeros(3, 1)).shape == (3, N_Z)
+    assert seen == [(3, 48)]
+
+
+def test_a_head_without_hidden_layers_is_refused():
+    with pytest.raises(ConfigError, match="head_depth must be a positive integer, got 0"):
+        create_model("early_small", in_chans=18, n_z=N_Z, head_depth=0)
