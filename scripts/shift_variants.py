@@ -2,8 +2,8 @@
 
 Every variant is refitted on the rows of the run's stored reference (training embeddings and
 input features, survey-withheld copies included) and the validation split, and scored on the
-same objects. ``combine`` says how a variant joins the embedding and input parts, each scaled
-to validation median 0 and 99th percentile 1: ``max`` (`ShiftReference.combine`) or ``sum``.
+same objects. ``combined`` takes the larger of the embedding and input parts, each scaled to
+validation median 0 and 99th percentile 1, ``sum`` adds them (`ShiftReference.combine`).
 
 The rule, fixed before the benchmark realisation is measured: on the selection realisation
 (``--realisation 1``) every `CANDIDATES` variant whose in-distribution flag rate at p < 0.01
@@ -27,20 +27,20 @@ from mantis.explain import ShiftReference
 MORPHOLOGY_COLUMNS = 3  # native_morphology: the last input-feature columns
 _KNN = {"k": 10, "method": "knn"}
 _MAHALANOBIS = {"k": 10, "method": "mahalanobis"}
-# name: (ShiftReference.fit settings, native morphology?, density part on, combine)
+# name: (ShiftReference.fit settings, native morphology?, density part on)
 VARIANTS = {
-    "embedding kNN": ({**_KNN, "score": "embedding"}, True, "compact", "max"),
-    "embedding Mahalanobis": ({**_MAHALANOBIS, "score": "embedding"}, True, "compact", "max"),
-    "input, 1″ grid only": ({**_KNN, "score": "input"}, False, "all", "max"),
-    "input, density on all": ({**_KNN, "score": "input"}, True, "all", "max"),
-    "input": ({**_KNN, "score": "input"}, True, "compact", "max"),
-    "combined, 1″ grid only": ({**_KNN, "score": "combined"}, False, "all", "max"),
-    "combined": ({**_KNN, "score": "combined"}, True, "compact", "max"),
-    "combined, k = 5": ({**_KNN, "k": 5, "score": "combined"}, True, "compact", "max"),
-    "combined, k = 30": ({**_KNN, "k": 30, "score": "combined"}, True, "compact", "max"),
-    "combined, Mahalanobis": ({**_MAHALANOBIS, "score": "combined"}, True, "compact", "max"),
-    "sum": ({**_KNN, "score": "combined"}, True, "compact", "sum"),
-    "sum, Mahalanobis": ({**_MAHALANOBIS, "score": "combined"}, True, "compact", "sum"),
+    "embedding kNN": ({**_KNN, "score": "embedding"}, True, "compact"),
+    "embedding Mahalanobis": ({**_MAHALANOBIS, "score": "embedding"}, True, "compact"),
+    "input, 1″ grid only": ({**_KNN, "score": "input"}, False, "all"),
+    "input, density on all": ({**_KNN, "score": "input"}, True, "all"),
+    "input": ({**_KNN, "score": "input"}, True, "compact"),
+    "combined, 1″ grid only": ({**_KNN, "score": "combined"}, False, "all"),
+    "combined": ({**_KNN, "score": "combined"}, True, "compact"),
+    "combined, k = 5": ({**_KNN, "k": 5, "score": "combined"}, True, "compact"),
+    "combined, k = 30": ({**_KNN, "k": 30, "score": "combined"}, True, "compact"),
+    "combined, Mahalanobis": ({**_MAHALANOBIS, "score": "combined"}, True, "compact"),
+    "sum": ({**_KNN, "score": "sum"}, True, "compact"),
+    "sum, Mahalanobis": ({**_MAHALANOBIS, "score": "sum"}, True, "compact"),
 }
 CANDIDATES = (
     "combined",
@@ -53,7 +53,7 @@ CANDIDATES = (
     "sum",
     "sum, Mahalanobis",
 )
-CONFIGURED = "combined"
+CONFIGURED = "combined"  # the default score when the rule was fixed
 CHOICE_SETS = ("a_bright_lowz", "b_faint_highz", "e_stars_quasars")
 
 
@@ -64,34 +64,18 @@ def columns(features: np.ndarray, morphology: bool) -> np.ndarray:
 
 @dataclass
 class Variant:
-    """A refitted reference, the input columns it reads and how it joins its two parts."""
+    """A refitted reference and whether it reads the native morphology columns."""
 
     reference: ShiftReference
     morphology: bool
-    combine: str
 
     def scores(self, embeddings: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The variant's object score (larger = less like the training set)."""
-        ref, feats = self.reference, columns(features, self.morphology)
-        if self.combine == "max":
-            return ref.shift_scores(embeddings, feats)
-        method = ref.meta["method"]
-        return ref._scaled(method, ref.score(embeddings)) + ref._scaled(
-            "input", ref.input_score(feats)
-        )
+        return self.reference.shift_scores(embeddings, columns(features, self.morphology))
 
     def pvalue(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-values against the variant's own validation scores."""
-        ref = self.reference
-        if self.combine == "max":
-            return ref.pvalue(scores)
-        method = ref.meta["method"]
-        val = np.sort(
-            ref._scaled(method, ref.val_scores[method])
-            + ref._scaled("input", ref.val_scores["input"])
-        )
-        at_least = len(val) - np.searchsorted(val, np.asarray(scores), side="left")
-        return (1.0 + at_least) / (1.0 + len(val))
+        return self.reference.pvalue(scores)
 
 
 def fit_variants(
@@ -105,7 +89,7 @@ def fit_variants(
     """
     out = {}
     for name in names or VARIANTS:
-        settings, morphology, density, combine = VARIANTS[name]
+        settings, morphology, density = VARIANTS[name]
         ref = ShiftReference.fit(
             train[0],
             val[0],
@@ -121,7 +105,7 @@ def fit_variants(
         ref.val_scores["mahalanobis"] = ref.score(val[0], "mahalanobis")
         method = ref.meta["method"]
         ref.val_scores["combined"] = ref.combine(ref.val_scores[method], ref.val_scores["input"])
-        out[name] = Variant(ref, morphology, combine)
+        out[name] = Variant(ref, morphology)
     return out
 
 
