@@ -12,8 +12,14 @@ fetched and built by the same code as ``mantis predict``, then predicted by `pre
 (d) test objects served with PS1 seeing 1.5x worse, or with PS1 r 0.2 mag too faint;
 (e) stars and quasar-like point sources (seed-1 sky plus `shift_skies.quasar_sources`).
 
-Prints a table and writes ``bench/results/shift.json``; ``--explain`` also runs `mantis
-explain` on the run with the shifted sets for the CKA profiles (and times it).
+``--realisation R`` (default 0, the sets above) draws every set from other skies, everything
+else identical: (a), (b), (e) from sky seed 2R + 1, and for R >= 1 the in-distribution set
+from sky seed 2R (as many spec-z objects as the run's test split, served, fetched and built
+like the shifted sets) in place of the test split; (c) and (d) are then made of that set.
+Realisation 1 chooses the score (`scripts/shift_variants.py`), realisation 0 measures it.
+
+Prints a table and writes ``bench/results/shift.json`` (``shift-r<R>.json``); ``--explain``
+also runs `mantis explain` on the run with the shifted sets for the CKA profiles (and times it).
 """
 
 from __future__ import annotations
@@ -38,15 +44,6 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 N_PER_SET = 300
 OUTLIER = 0.15
 TOP_FRACTION = 0.05
-VARIANTS = {  # name: (ShiftReference.fit settings, native morphology?, density part on)
-    "embedding kNN": ({"k": 10, "method": "knn", "score": "embedding"}, True, "compact"),
-    "input, 1″ grid only": ({"k": 10, "method": "knn", "score": "input"}, False, "all"),
-    "input, density on all": ({"k": 10, "method": "knn", "score": "input"}, True, "all"),
-    "input": ({"k": 10, "method": "knn", "score": "input"}, True, "compact"),
-    "combined, 1″ grid only": ({"k": 10, "method": "knn", "score": "combined"}, False, "all"),
-    "combined": ({"k": 10, "method": "knn", "score": "combined"}, True, "compact"),
-}
-MORPHOLOGY_COLUMNS = 3  # native_morphology: the last input-feature columns
 CONTAMINATION = 0.10  # the realistic mix: the test split plus this share of shifted objects
 REALISTIC_FROM = {"a": ["a_bright_lowz"], "b": ["b_faint_highz"],
                   "d": ["d_seeing_x1.5", "d_offset_r_0.2"], "e": ["e_stars_quasars"]}  # fmt: skip
@@ -137,15 +134,34 @@ def _removed_by_top(scores, delta, fraction=TOP_FRACTION):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/shift", help="pipeline run folder")
-    parser.add_argument("--work", default="bench/shift", help="scratch folder")
+    parser.add_argument(
+        "--work", default=None, help="scratch folder (default bench/shift, bench/shift-r<R>)"
+    )
+    parser.add_argument(
+        "--realisation",
+        type=int,
+        default=0,
+        help="which skies the sets come from: 0 the benchmark, 1 and up independent ones",
+    )
     parser.add_argument("--explain", action="store_true", help="also run mantis explain")
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also fit a supervised classifier per shifted set (scripts/shift_ceiling.py)",
+    )
     parser.add_argument(
         "--prepare-only",
         action="store_true",
         help="only serve, fetch and build the sets (needs only the run's dataset)",
     )
     args = parser.parse_args()
+    if args.realisation < 0:
+        parser.error(f"--realisation must be an integer >= 0, got {args.realisation}")
+    suffix = f"-r{args.realisation}" if args.realisation else ""
+    args.work = args.work or f"bench/shift{suffix}"
+    shifted_seed, id_seed = 2 * args.realisation + 1, 2 * args.realisation
 
+    from shift_variants import CHOICE_SETS, choose, fit_variants
     from sklearn.metrics import roc_auc_score
 
     from mantis.config import load_config
@@ -185,21 +201,31 @@ def main() -> None:
             }
         )
     test = catalog[split == "test"].reset_index(drop=True)
+    id_source = H5Source(str(data))
+    if args.realisation:  # a spec-z sample of another sky stands in for the test split
+        spec = Universe.from_config("default", seed=id_seed).spec_catalog()
+        test = spec.sample(min(len(test), len(spec)), random_state=0).reset_index(drop=True)
+        _, id_h5 = _serve_fetch_build(
+            "test", test, "default", id_seed, work, work / f"cache-seed{id_seed}"
+        )
+        id_source = H5Source(str(id_h5))
     rng = np.random.default_rng(0)
 
-    sky1 = Universe.from_config("default", seed=1).sources
+    shifted_sky = Universe.from_config("default", seed=shifted_seed).sources
     from shift_skies import quasar_sources
 
-    gal = sky1[sky1["kind"] == "galaxy"]
+    gal = shifted_sky[shifted_sky["kind"] == "galaxy"]
     sets = {
         "a_bright_lowz": gal[(gal["mag_r"] < 17.0) & (gal["z"] < 0.1)],
         "b_faint_highz": gal[(gal["mag_r"] > 22.5) & (gal["z"] > 1.0) & (gal["z"] < 1.6)],
         "e_stars_quasars": pd.concat(
             [
-                sky1[(sky1["kind"] == "star") & sky1["mag_r"].between(16, 21.5)].sample(
+                shifted_sky[
+                    (shifted_sky["kind"] == "star") & shifted_sky["mag_r"].between(16, 21.5)
+                ].sample(N_PER_SET // 2, random_state=0),
+                quasar_sources(shifted_sky, seed=shifted_seed).sample(
                     N_PER_SET // 2, random_state=0
                 ),
-                quasar_sources(sky1, seed=1).sample(N_PER_SET // 2, random_state=0),
             ]
         ),
     }
@@ -213,11 +239,16 @@ def main() -> None:
     prepared = {}
     for name, frame in sets.items():
         prepared[name] = _serve_fetch_build(
-            name, frame, "shift_skies:with_quasars", 1, work, work / "cache-seed1"
+            name,
+            frame,
+            "shift_skies:with_quasars",
+            shifted_seed,
+            work,
+            work / f"cache-seed{shifted_seed}",
         )
     for name, factory in (("d_seeing_x1.5", "seeing"), ("d_offset_r_0.2", "offset_r")):
         prepared[name] = _serve_fetch_build(
-            name, degraded, f"shift_skies:{factory}", 0, work, work / f"cache-{factory}"
+            name, degraded, f"shift_skies:{factory}", id_seed, work, work / f"cache-{factory}"
         )
     test_path = work / "test.parquet"
     test.to_parquet(test_path, index=False)
@@ -225,12 +256,10 @@ def main() -> None:
     if args.prepare_only:
         return
 
-    predictions = {
-        "in-distribution test": _predict("test", test_path, H5Source(str(data)), ckpt, work)
-    }
+    predictions = {"in-distribution test": _predict("test", test_path, id_source, ckpt, work)}
     for survey in ("galex", "unwise"):
         predictions[f"c_no_{survey}"] = _predict(
-            f"c_no_{survey}", test_path, H5Source(str(data), (survey,)), ckpt, work
+            f"c_no_{survey}", test_path, H5Source(id_source.path, (survey,)), ckpt, work
         )
     for name, (cat_path, h5) in prepared.items():
         predictions[name] = _predict(name, cat_path, H5Source(str(h5)), ckpt, work)
@@ -243,29 +272,11 @@ def main() -> None:
     train_inputs = configured.inputs * configured.input_scale + configured.input_centre
     train = (configured.reference, train_inputs)
     val = describe_rows(module, data, np.flatnonzero(split == "val"), configured.noise, scale)
-    variants = {
-        name: (
-            ShiftReference.fit(
-                train[0],
-                val[0],
-                _columns(train[1], morphology),
-                _columns(val[1], morphology),
-                noise=configured.noise,
-                groups=["early"],
-                envelope_columns=configured.envelope_columns,
-                density_columns=configured.meta["density_columns"]
-                if density == "compact"
-                else None,
-                **kw,
-            ),
-            morphology,
-        )
-        for name, (kw, morphology, density) in VARIANTS.items()
-    }
+    variants = fit_variants(configured, train, val)
 
     def described(name):
         if name == "in-distribution test" or name.startswith("c_no_"):
-            source = H5Source(str(data), () if name.startswith("in") else (name[5:],))
+            source = H5Source(id_source.path, () if name.startswith("in") else (name[5:],))
             frame = test
         else:
             source, frame = H5Source(str(prepared[name][1])), sets.get(name, degraded)
@@ -307,10 +318,10 @@ def main() -> None:
             "auroc": {},
             "flag_rate_variants": {},
         }
-        for variant, (ref, morphology) in variants.items():
-            s_set = ref.shift_scores(emb, _columns(feats, morphology))
-            variant_scores[variant].append(s_set)
-            row["flag_rate_variants"][variant] = float(np.mean(ref.pvalue(s_set) < 0.01))
+        for name_v, variant in variants.items():
+            s_set = variant.scores(emb, feats)
+            variant_scores[name_v].append(s_set)
+            row["flag_rate_variants"][name_v] = float(np.mean(variant.pvalue(s_set) < 0.01))
         variant_scores.setdefault("combined + field (predicted)", []).append(
             _rank_key(pvalues, scores)
         )
@@ -335,6 +346,10 @@ def main() -> None:
         "removed_top5_variants_mean": {
             v: float(np.mean([d["removed_top5_variants"][v] for d in draws])) for v in variants
         },
+        "removed_top5_predicted_variants_mean": {
+            v: float(np.mean([d["removed_top5_predicted_variants"][v] for d in draws]))
+            for v in variants
+        },
     }
     summary = {
         "results": results,
@@ -344,21 +359,37 @@ def main() -> None:
         "reference_bytes": reference_path(ckpt).stat().st_size,
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    chosen, criteria = choose(summary)
+    summary["choice"] = {"chosen": chosen, "criteria": criteria}
+    if args.ceiling:
+        from shift_ceiling import ceilings, support_share
+
+        summary["ceiling"] = ceilings(rows, CHOICE_SETS, "in-distribution test")
+        truth = pd.read_parquet(run / "catalog.truth.parquet")
+        train_ids = set(catalog["id"][split == "train"])
+        train_truth = truth[truth["id"].astype(str).isin(train_ids)]
+        sources = shifted_sky.set_index("id")
+        summary["support"] = {
+            name: support_share(train_truth, sources.loc[sets[name]["id"], ["mag_r", "z"]])
+            for name in ("a_bright_lowz", "b_faint_highz")
+        }
     if args.explain:
         shifted = {name: str(work / f"{name}.h5") for name in ("c_no_galex", "c_no_unwise")}
         shifted |= {name: str(h5) for name, (_, h5) in prepared.items()}
         start = time.perf_counter()
         explain_run(ckpt, data, run / "early" / "explain", shifted=shifted)
         summary["explain_seconds"] = round(time.perf_counter() - start, 1)
-    out = ROOT / "bench" / "results" / "shift.json"
+    out = ROOT / "bench" / "results" / f"shift{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
     _print_table(summary)
-
-
-def _columns(features, morphology):
-    """The input features a variant reads: all, or those of the 1″ grid alone."""
-    return features if morphology else features[:, :-MORPHOLOGY_COLUMNS]
+    print(f"chosen by the rule of scripts/shift_variants.py: {chosen}")
+    for name, row in criteria.items():
+        print(f"   {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    for name, row in summary.get("ceiling", {}).items():
+        print(f"ceiling {name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    for name, row in summary.get("support", {}).items():
+        print(f"support {name}: {row}")
 
 
 def _rank_key(pvalues, scores):
@@ -388,12 +419,15 @@ def _mixed(configured, variants, rows, picked):
     parts = [[x if take is None else x[take] for x in rows[name]] for name, take in picked.items()]
     emb, feats, ra, dec, delta = (np.concatenate(x) for x in zip(*parts, strict=True))
     out = {"n": len(delta), "outliers": int(np.sum(np.abs(delta) > OUTLIER))}
-    out["removed_top5_variants"] = {
-        v: _removed_by_top(ref.shift_scores(emb, _columns(feats, m)), delta)
-        for v, (ref, m) in variants.items()
-    }
-    scores = configured.shift_scores(emb, feats)
     field = configured.field_pvalues(ra, dec, feats)
+    out["removed_top5_variants"], out["removed_top5_predicted_variants"] = {}, {}
+    for name, variant in variants.items():
+        s_mix = variant.scores(emb, feats)
+        p_mix = configured.combined_pvalue(variant.pvalue(s_mix), field)
+        out["removed_top5_variants"][name] = _removed_by_top(s_mix, delta)
+        ranked = _rank_key(p_mix, s_mix)
+        out["removed_top5_predicted_variants"][name] = _removed_by_top(ranked, delta)
+    scores = configured.shift_scores(emb, feats)
     pvalues = configured.combined_pvalue(configured.pvalue(scores), field)
     out["removed_top5"] = _removed_by_top(_rank_key(pvalues, scores), delta)
     out["field_tested"] = float(np.isfinite(field).mean())
@@ -415,7 +449,8 @@ def _write_h5(path, arrays, frame):
 
 
 def _print_table(summary):
-    methods = [*VARIANTS, "combined + field (predicted)"]
+    variants = summary["results"]["in-distribution test"]["flag_rate_variants"]
+    methods = [*variants, "combined + field (predicted)"]
     print(
         "| set | n | "
         + " | ".join(f"AUROC {m}" for m in methods)

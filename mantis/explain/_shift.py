@@ -17,7 +17,10 @@ no shift (the envelope part skips bands without data). Prediction then adds
   an ``envelope`` part, how far outside the training range any band's brightness lies, and a
   ``density`` part, the local outlier factor among the standardised training input
   features named by ``density_columns``), each part scaled so that its validation median is 0
-  and its validation 99th percentile 1; ``embedding`` or ``input`` keep one part;
+  and its validation 99th percentile 1; ``score: sum`` adds the two scaled parts instead (an
+  object a little unusual in both ranks above one unusual in one only; with ``method:
+  mahalanobis``, the default, chosen on an independent sky realisation, docs/benchmarks.md);
+  ``embedding`` or ``input`` keep one part;
 * ``shift_pvalue``: ``(1 + #{validation scores >= score}) / (1 + n_val)``, a conformal p-value
   that is uniform for objects drawn like the validation split (the validation objects are not
   in the reference, so their scores are distributed like those of new in-distribution objects),
@@ -56,7 +59,7 @@ __all__ = [
 
 SHIFT_COLUMNS = ("shift_score", "shift_pvalue", "shifted", "field_shift_pvalue")
 SHIFT_METHODS = ("knn", "mahalanobis")
-SHIFT_SCORES = ("embedding", "input", "combined")
+SHIFT_SCORES = ("embedding", "input", "combined", "sum")
 _FORMAT_VERSION = 3  # 2: input features and the combined score; 3: morphology, field part
 
 
@@ -157,9 +160,9 @@ class ShiftReference:
 
     Two components are scored: the network's penultimate embedding (`score`) and input-level
     features of the arrays it reads (`input_score`, see ``mantis/explain/_inputs.py``).
-    ``meta['score']`` says which one ``shift_score`` holds: ``embedding``, ``input`` or
-    ``combined`` (`combine`: the larger of the two, each scaled by its validation median and
-    99th percentile).
+    ``meta['score']`` says which one ``shift_score`` holds: ``embedding``, ``input``,
+    ``combined`` or ``sum`` (`combine`: the larger, or the sum, of the two, each scaled by its
+    validation median and 99th percentile).
 
     Attributes
     ----------
@@ -174,7 +177,8 @@ class ShiftReference:
     noise : ndarray, shape (2, n_bands)
         Typical pixel and aperture noise of each band (`band_noise_levels`).
     val_scores : dict of str to ndarray
-        Validation scores under ``knn``, ``mahalanobis``, ``input`` and ``combined``.
+        Validation scores under ``knn``, ``mahalanobis``, ``input`` and ``combined`` (the
+        two parts combined as ``meta['score']`` says: the sum for ``sum``, else the larger).
     meta : dict
         ``k``, ``method`` (of the embedding part), ``score``, ``n_train``, ``fingerprint``
         (weights), ``layer``, ``groups``, and where the native PS1 morphology is measured
@@ -256,7 +260,9 @@ class ShiftReference:
     def kind(self) -> str:
         """The validation scores ``shift_score`` is ranked against (`pvalue`'s default)."""
         score = self.meta.get("score", "embedding")
-        return self.meta["method"] if score == "embedding" else score
+        if score == "embedding":
+            return self.meta["method"]
+        return "combined" if score == "sum" else score
 
     def score(self, embeddings: np.ndarray, method: str | None = None) -> np.ndarray:
         """Embedding scores (larger = less like the training set) of ``(n, d)`` embeddings."""
@@ -342,15 +348,16 @@ class ShiftReference:
         return (np.asarray(scores, dtype=np.float64) - low) / max(high - low, 1e-12)
 
     def combine(self, embedding_scores: np.ndarray, input_scores: np.ndarray) -> np.ndarray:
-        """Combine the two parts: the larger after scaling each by its validation scores.
+        """Combine the two parts: the larger (the sum with ``score: sum``) after scaling each.
 
         Each part's validation median maps to 0 and its validation 99th percentile to 1, so
         neither part's units dominate.
         """
-        return np.maximum(
-            self._scaled(self.meta["method"], embedding_scores),
-            self._scaled("input", input_scores),
-        )
+        embedding = self._scaled(self.meta["method"], embedding_scores)
+        inputs = self._scaled("input", input_scores)
+        if self.meta.get("score") == "sum":
+            return embedding + inputs
+        return np.maximum(embedding, inputs)
 
     def features(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Raw input features of build ``arrays`` (`input_features` with this noise).

@@ -37,16 +37,23 @@ def _gaussian_sets(seed=0, d=16):
 
 @pytest.mark.parametrize(
     ("method", "score"),
-    [("knn", "embedding"), ("mahalanobis", "embedding"), ("knn", "input"), ("knn", "combined")],
+    [
+        ("knn", "embedding"),
+        ("mahalanobis", "embedding"),
+        ("knn", "input"),
+        ("knn", "combined"),
+        ("mahalanobis", "sum"),
+    ],
 )
 def test_pvalues_are_uniform_in_distribution_and_small_for_shifted_objects(method, score):
     draw = _gaussian_sets()
     ref = _fit(draw, 2000, 1000, k=10, method=method, score=score)
     probe = draw(4000)
     p_in = ref.pvalue(ref.shift_scores(probe, probe))
-    # conformal p-values of exchangeable objects are uniform on {1/1001, ..., 1}
+    # conformal p-values of exchangeable objects are uniform on {1/1001, ..., 1}; given one
+    # validation draw the flag rate also carries that draw's own sampling error
     for alpha in (0.01, 0.05, 0.2, 0.5):
-        sigma = np.sqrt(alpha * (1 - alpha) / len(p_in))
+        sigma = np.sqrt(alpha * (1 - alpha) * (1 / len(p_in) + 1 / 1000))
         assert abs(np.mean(p_in < alpha) - alpha) < 4 * sigma + 1e-3
     shifted = draw(200, shifted=True)
     p_out = ref.pvalue(ref.shift_scores(shifted, shifted))
