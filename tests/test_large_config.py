@@ -1,4 +1,4 @@
-"""The large sky (``configs/large.yaml``): the default's fields, twice the area, one model."""
+"""The large skies (``configs/large.yaml``, ``xlarge.yaml``): the default's fields, more area."""
 
 from mantis.config import load_settings
 from mantis.pipeline import PipelineConfig
@@ -27,3 +27,17 @@ def test_large_sky_is_the_default_sky_on_twice_the_area():
     assert {k: v for k, v in large.items() if k != "fields"} == {
         k: v for k, v in default.items() if k != "fields"
     }
+
+
+def test_xlarge_sky_is_the_default_sky_on_four_times_the_area():
+    default, xlarge = load_settings("sky", "default"), load_settings("sky", "xlarge")
+    for small, big in zip(default["fields"], xlarge["fields"], strict=True):
+        assert (big["name"], big["ra"], big["dec"]) == (small["name"], small["ra"], small["dec"])
+        assert 3.99 < _area(big) / _area(small) < 4.01
+    assert {k: v for k, v in xlarge.items() if k != "fields"} == {
+        k: v for k, v in default.items() if k != "fields"
+    }
+    config = PipelineConfig.load("xlarge")
+    assert config.cache_dir.name.startswith("xlarge-")
+    # it trains the learning curve's images-only network, the config bench_learning records
+    assert config["models"]["early"].endswith("configs/train/early_images.yaml")
