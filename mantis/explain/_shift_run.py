@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mantis.exceptions import ConfigError
+from mantis.explain._embed import penultimate_layer
 from mantis.explain._field import FieldReference, locus_residuals
 from mantis.explain._inputs import band_noise_levels, colour_columns, magnitude_columns
 from mantis.explain._shift import (
@@ -194,7 +195,7 @@ def fit_shift_reference(
         field=field,
         n_train=len(train_rows),
         fingerprint=weights_fingerprint(module),
-        layer=f"net.head.net.{len(module.net.head.net) - 2}",
+        layer=next(n for n, m in module.named_modules() if m is penultimate_layer(module)),
         groups=list(module.groups),
         envelope_columns=magnitude_columns(sample, module.groups),
         morphology_scale=scale,

@@ -13,7 +13,6 @@ best temperature, as recalibration will use it) is kept if it beats the trained 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -59,25 +58,35 @@ def check_head_refit(settings: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _withheld_sets(dropout: dict[str, float]) -> list[tuple[str, ...]]:
+def _withheld_sets(dropout: dict[str, float]) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Surveys modality dropout can withhold, and every subset of them indexed by bit pattern."""
     names = [name for name, p in dropout.items() if p > 0]
-    return [c for r in range(len(names) + 1) for c in itertools.combinations(names, r)]
+    subsets = [
+        tuple(n for j, n in enumerate(names) if bits >> j & 1) for bits in range(2 ** len(names))
+    ]
+    return names, subsets
 
 
 @torch.no_grad()
-def _head_inputs(module: Any, loader: Any, withheld: tuple[str, ...]) -> dict[str, torch.Tensor]:
+def _head_inputs(
+    module: Any, loader: Any, variants: list[tuple[str, ...]]
+) -> dict[str, torch.Tensor]:
+    """Head inputs ``x`` ``(variant, object, feature)``, ``ebv`` and ``z``, in one pass."""
     xs, ebvs, zs = [], [], []
     for batch in loader:
         batch = module.transfer_batch_to_device(batch, module.device, 0)
-        valid = batch["valid"]
         everyone = torch.ones(len(batch["z"]), dtype=torch.bool, device=module.device)
-        for name in withheld:
-            valid = module.withhold(valid, name, everyone)
-        inputs = {g: module.stretch[g](batch["image"][g], valid[g]) for g in module.groups}
-        xs.append(module.net.head_inputs(inputs))
+        per_variant = []
+        for withheld in variants:
+            valid = batch["valid"]
+            for name in withheld:
+                valid = module.withhold(valid, name, everyone)
+            inputs = {g: module.stretch[g](batch["image"][g], valid[g]) for g in module.groups}
+            per_variant.append(module.net.head_inputs(inputs))
+        xs.append(torch.stack(per_variant))
         ebvs.append(batch["ebv"])
         zs.append(batch["z"])
-    return {"x": torch.cat(xs), "ebv": torch.cat(ebvs), "z": torch.cat(zs)}
+    return {"x": torch.cat(xs, dim=1), "ebv": torch.cat(ebvs), "z": torch.cat(zs)}
 
 
 @torch.no_grad()
@@ -120,24 +129,18 @@ def refit_head(
     """
     was_training = module.training
     module.eval()
-    variants = _withheld_sets(module.modality_dropout)
-    train = [_head_inputs(module, datamodule.split_dataloader("train"), v) for v in variants]
-    val = _head_inputs(module, datamodule.split_dataloader("val"), ())
-    rates = torch.tensor([module.modality_dropout[n] for n in variants[-1]] if variants else [])
+    names, variants = _withheld_sets(module.modality_dropout)
+    train = _head_inputs(module, datamodule.split_dataloader("train"), variants)
+    val = _head_inputs(module, datamodule.split_dataloader("val"), [()])
+    val["x"] = val["x"][0]
+    rates = torch.tensor([module.modality_dropout[n] for n in names])
     before = _log_score(module, module.net.head, val)
 
     head = copy.deepcopy(module.net.head).train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=lr / 100)
     generator = torch.Generator().manual_seed(seed)
-    n, batch_size = len(train[0]["z"]), datamodule.batch_size
-    stacked = torch.stack([t["x"] for t in train])  # (variant, object, feature)
-    # a variant's index is the bit pattern of the withheld surveys, in `variants[-1]` order
-    index = {v: i for i, v in enumerate(variants)}
-    bit_to_variant = torch.tensor(
-        [index[tuple(n for j, n in enumerate(variants[-1]) if bits >> j & 1)]
-         for bits in range(2 ** len(rates))]
-    )  # fmt: skip
+    n, batch_size = len(train["z"]), datamodule.batch_size
     best_score, best_epoch, best_state = before, 0, None
     for epoch in range(1, epochs + 1):
         head.train()
@@ -145,10 +148,10 @@ def refit_head(
         for start in range(0, n - batch_size + 1 if n > batch_size else 1, batch_size):
             rows = order[start : start + batch_size]
             drawn = torch.rand(len(rows), len(rates), generator=generator) < rates
+            # the withheld surveys' bit pattern is the index of their variant
             bits = (drawn.long() << torch.arange(len(rates))).sum(dim=1)
-            x = stacked[bit_to_variant[bits], rows]
-            z = train[0]["z"][rows]
-            loss = functional.cross_entropy(head(x, train[0]["ebv"][rows]), module.target(z))
+            x, z = train["x"][bits, rows], train["z"][rows]
+            loss = functional.cross_entropy(head(x, train["ebv"][rows]), module.target(z))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
